@@ -24,6 +24,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain, YAML-safe dict of a dataclass (tuples become lists)."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}

@@ -1,0 +1,31 @@
+"""``latentdiff <verb> <task>``: the command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from latentdiff.commands import CommandTable
+
+COMMAND_MODULES = ("latentdiff.toy.commands",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser: every track registers its verbs and tasks."""
+    parser = argparse.ArgumentParser(prog="latentdiff", description=__doc__)
+    table = CommandTable(parser.add_subparsers(dest="verb", required=True, metavar="VERB"))
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(table)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Registration of command-line sub-commands: tracks add their tasks without editing cli.py."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CommandTable:
+    """Top-level verbs (``latentdiff VERB``) and per-verb tasks (``latentdiff VERB TASK``)."""
+
+    verbs: argparse._SubParsersAction
+    _task_groups: dict[str, argparse._SubParsersAction] = field(default_factory=dict)
+    _verb_parsers: dict[str, argparse.ArgumentParser] = field(default_factory=dict)
+
+    def verb(self, name: str, help_text: str) -> argparse.ArgumentParser:
+        """A verb that takes options directly, e.g. ``latentdiff plan --map ...``."""
+        parser = self.verbs.add_parser(name, help=help_text, description=help_text)
+        self._verb_parsers[name] = parser
+        return parser
+
+    def task(self, verb: str, name: str, help_text: str) -> argparse.ArgumentParser:
+        """A task under a verb, e.g. ``latentdiff train toy-autoencoder``."""
+        if verb not in self._task_groups:
+            parser = self.verb(verb, VERB_HELP.get(verb, verb))
+            self._task_groups[verb] = parser.add_subparsers(
+                dest="task", required=True, metavar="TASK"
+            )
+        return self._task_groups[verb].add_parser(name, help=help_text, description=help_text)
+
+
+VERB_HELP = {
+    "prepare": "build a corpus or data set",
+    "train": "train a model (resumes from its last checkpoint)",
+    "evaluate": "score models; write RESULTS.md and plots",
+    "bench": "speed and quality benchmarks against peers",
+}

@@ -1,0 +1,18 @@
+"""Speech enhancement: audio I/O, Kaldi-style data dirs, mixing, STFT features, metrics, models.
+
+``from latentdiff.se import Enhancer`` loads the model code (and torch) on first use only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Enhancer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Enhancer":
+        from latentdiff.se.enhancer import Enhancer
+
+        return Enhancer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
