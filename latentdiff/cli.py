@@ -9,7 +9,11 @@ from collections.abc import Sequence
 
 from latentdiff.commands import CommandTable
 
-COMMAND_MODULES = ("latentdiff.toy.commands",)
+COMMAND_MODULES = (
+    "latentdiff.toy.commands",
+    "latentdiff.path.commands_run",
+    "latentdiff.se.commands_data",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -165,10 +165,10 @@ say "upgrading pip"
 "$venv/bin/python" -m pip install --quiet --upgrade pip || die "could not upgrade pip"
 done_steps+=("upgraded pip")
 
-say "installing latentdiff[test] (editable) with tools/constraints.txt"
-"$venv/bin/python" -m pip install --quiet -e '.[test]' -c tools/constraints.txt \
-  || die "pip install -e '.[test]' -c tools/constraints.txt failed"
-done_steps+=("installed latentdiff[test]")
+say "installing latentdiff[test,bench] (editable) with tools/constraints.txt"
+"$venv/bin/python" -m pip install --quiet -e '.[test,bench]' -c tools/constraints.txt \
+  || die "pip install -e '.[test,bench]' -c tools/constraints.txt failed"
+done_steps+=("installed latentdiff[test,bench]")
 
 echo "$expected" >"$stamp"
 summary=$(printf '%s, ' "${done_steps[@]}")

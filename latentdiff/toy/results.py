@@ -104,7 +104,7 @@ def write_results(
             "# Results: toy latent diffusion (core demo)",
             f"Produced by:\n\n```sh\n{command}\n```",
             f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads.",
+            f"torch {torch.__version__}, torch threads: {torch.get_num_threads()}.",
             "Distances to the held-out test set (lower is better): `freq_w1` = Wasserstein-1 "
             "distance between dominant-frequency distributions (cycles/sample), `spectrum_tv` = "
             "total variation between mean power spectra; `band_energy` = share of power inside "
