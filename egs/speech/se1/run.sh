@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Speech enhancement on the mixed corpus (Debian game/education speech, synthetic voices,
+# keyboard/music/effects/babble/synthetic noise). Run from this directory.
+#   ./run.sh --stop-stage 2                          data only (stages 1-2)
+#   ./run.sh --corpus-config conf/corpus_tiny.yaml   a corpus small enough for a quick check
+# Stages: 1 sources (Debian packages, TTS voices), 2 mixed corpus -> data/{train,dev,test}.
+# Stage numbers 3 (feature statistics) and up are reserved for the model stages.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=1                         # first stage to run
+stop_stage=100                  # last stage to run
+datadir=data                    # prepared data
+corpus_config=conf/corpus.yaml  # corpus sources and sizes
+install_packages=true           # apt-get missing Debian packages when run as root
+# shellcheck disable=SC2034  # read by parse_options.sh
+help_message="Usage: ./run.sh [options]
+Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus"
+
+if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
+  ../../../tools/install.sh
+fi
+# shellcheck source=path.sh
+. ./path.sh
+# shellcheck source=cmd.sh
+. ./cmd.sh
+# shellcheck source=../../../recipes/utils/parse_options.sh
+. parse_options.sh
+
+if (( stage <= 2 )); then
+  "$LATENTDIFF_ROOT/recipes/se_data.sh" \
+    --stage "$stage" --stop-stage "$(( stop_stage < 2 ? stop_stage : 2 ))" --datadir "$datadir" \
+    --corpus-config "$corpus_config" --install-packages "$install_packages" \
+    --decode-cmd "$decode_cmd"
+fi

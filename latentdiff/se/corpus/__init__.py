@@ -1,0 +1,1 @@
+"""Speech-enhancement corpora: source discovery, TTS voices, the mixed corpus and standard sets."""
