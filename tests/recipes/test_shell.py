@@ -475,7 +475,7 @@ def test_install_installs_missing_packages_and_the_project(tmp_path: Path) -> No
         "apt-get install -y -qq --no-install-recommends sox DEBIAN_FRONTEND=noninteractive",
         "python -c ",
         "python -m pip install --quiet --upgrade pip",
-        "python -m pip install --quiet -e .[test] -c tools/constraints.txt",
+        "python -m pip install --quiet -e .[test,bench] -c tools/constraints.txt",
     ]
     assert (root / ".venv/.installed").read_text() == input_hash(root) + "\n"
 
