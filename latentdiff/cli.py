@@ -11,6 +11,7 @@ from latentdiff.commands import CommandTable
 
 COMMAND_MODULES = (
     "latentdiff.toy.commands",
+    "latentdiff.path.commands_train",
     "latentdiff.path.commands_run",
     "latentdiff.se.commands_data",
 )

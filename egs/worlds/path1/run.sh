@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Learned path planner: A* guide refined by latent diffusion, trained on generated worlds.
+#   ./run.sh                      all stages
+#   ./run.sh --stage 5            only re-evaluate
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0            # first stage to run
+stop_stage=100     # last stage to run
+datadir=data       # prepared data
+expdir=exp         # models, logs ($expdir/*/log)
+help_message="Usage: ./run.sh [options]
+Stages: 0 install, 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space
+baseline, 5 evaluate -> RESULTS.md"
+
+if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
+  ../../../tools/install.sh
+fi
+. ./path.sh
+. ./cmd.sh
+. parse_options.sh
+
+"$LATENTDIFF_ROOT/recipes/path.sh" \
+  --stage "$stage" --stop-stage "$stop_stage" --datadir "$datadir" --expdir "$expdir" \
+  --train-cmd "$train_cmd" --decode-cmd "$decode_cmd" --confdir conf --results RESULTS.md

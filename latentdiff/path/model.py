@@ -1,0 +1,225 @@
+"""Conditional (latent) path diffusion: a map encoder trained jointly with the denoiser.
+
+What each part does:
+
+- a trajectory autoencoder (core ``Autoencoder1D``, non-causal, 2 channels = normalised (x, y)
+  waypoints) maps ``n_waypoints`` points to a short latent, e.g. 4 channels x 8 frames;
+- the model generates the residual ``(target - guide) / RESIDUAL_SCALE`` between the optimal path
+  and the A* + shortcut guide route (both resampled to ``n_waypoints``): the guide is already close,
+  so the residual is small and the autoencoder's absolute error shrinks with it;
+- the denoiser (core ``LatentDiffusion``) generates the residual's latent conditioned on the guide
+  itself, folded to the latent frame rate (``downsample`` consecutive waypoints per frame) and
+  concatenated as ``cond`` channels;
+- a small strided CNN (:class:`MapEncoder`) turns the window's occupancy and signed distance field,
+  plus the normalised start and goal, into the global FiLM vector of the denoiser.
+
+Trained on the exact any-angle optimum, the model learns to tauten the guide. Its samples carry no
+guarantee: the planner verifies every candidate with the exact collision checker. With
+``latent=False`` the same denoiser runs in waypoint space (``autoencoder=None``), the baseline that
+measures what the latent saves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
+from latentdiff.core.config import from_dict, to_dict
+from latentdiff.core.latent import LatentDiffusion, LatentDiffusionConfig
+from latentdiff.core.models import register_model
+from latentdiff.core.nets import count_macs
+
+RESIDUAL_SCALE = 0.05  # normalised units (1 = half a window) per residual unit
+
+
+def to_residual(target: Tensor, guide: Tensor) -> Tensor:
+    """Scaled offset of the target waypoints from the guide waypoints."""
+    return (target - guide) / RESIDUAL_SCALE
+
+
+def from_residual(residual: Tensor, guide: Tensor) -> Tensor:
+    """Inverse of :func:`to_residual`."""
+    return guide + RESIDUAL_SCALE * residual
+
+
+def fold(x: Tensor, factor: int) -> Tensor:
+    """(B, C, T) -> (B, C * factor, T / factor): ``factor`` consecutive frames become channels."""
+    b, c, t = x.shape
+    return x.reshape(b, c, t // factor, factor).transpose(2, 3).reshape(b, c * factor, -1)
+
+
+@dataclass
+class MapEncoderConfig:
+    """Strided CNN over the (occupancy, SDF) window; ``channels`` per stride-2 stage."""
+
+    channels: tuple[int, ...] = (8, 16, 32, 32)
+    pooled: int = 4  # spatial side kept before the final linear layer
+    out_dim: int = 64
+
+
+@dataclass
+class PathModelConfig:
+    """Window geometry, waypoint count, map encoder and diffusion model of the planner."""
+
+    window: int = 64
+    n_waypoints: int = 32
+    latent: bool = True
+    map_encoder: MapEncoderConfig = field(default_factory=MapEncoderConfig)
+    diffusion: LatentDiffusionConfig = field(default_factory=LatentDiffusionConfig)
+
+
+class MapEncoder(nn.Module):
+    """(B, 2, W, W) map features and (B, 4) endpoints -> (B, out_dim) FiLM vector."""
+
+    def __init__(self, cfg: MapEncoderConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 2
+        for ch in cfg.channels:
+            layers += [nn.Conv2d(in_ch, ch, 3, stride=2, padding=1), nn.SiLU()]
+            in_ch = ch
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(cfg.pooled)
+        self.head = nn.Sequential(
+            nn.Linear(in_ch * cfg.pooled**2 + 4, cfg.out_dim),
+            nn.SiLU(),
+            nn.Linear(cfg.out_dim, cfg.out_dim),
+        )
+
+    def forward(self, maps: Tensor, endpoints: Tensor) -> Tensor:
+        h = self.pool(self.convs(maps)).flatten(1)
+        return self.head(torch.cat([h, endpoints], dim=1))
+
+
+class PathDiffusion(nn.Module):
+    """Map encoder + (latent) diffusion over waypoint sequences; ``forward`` is the training loss.
+
+    Batches are dicts with ``maps`` (B, 2, W, W), ``endpoints`` (B, 4) normalised (start, goal),
+    ``guide`` and ``target`` (B, 2, n_waypoints) normalised waypoints.
+    """
+
+    def __init__(self, cfg: PathModelConfig, autoencoder: Autoencoder1D | None = None) -> None:
+        super().__init__()
+        if cfg.latent and autoencoder is None:
+            raise ValueError("a latent path model needs its trajectory autoencoder")
+        if not cfg.latent:
+            autoencoder = None
+        self.cfg = cfg
+        downsample = autoencoder.downsample if autoencoder is not None else 1
+        diffusion_cfg = LatentDiffusionConfig(
+            backbone=cfg.diffusion.backbone,
+            diffusion=cfg.diffusion.diffusion,
+            data_channels=2,
+            cond_channels=2 * downsample,
+            film_dim=cfg.map_encoder.out_dim,
+        )
+        self.map_encoder = MapEncoder(cfg.map_encoder)
+        self.diffusion = LatentDiffusion(diffusion_cfg, autoencoder)
+
+    @property
+    def frames(self) -> int:
+        """Frames of the generated sequence (latent frames, or waypoints in waypoint space)."""
+        return self.cfg.n_waypoints // self.diffusion.downsample
+
+    def condition(self, maps: Tensor, endpoints: Tensor, guide: Tensor) -> tuple[Tensor, Tensor]:
+        """``(cond, film)``: the folded guide route and the map / endpoint FiLM vector."""
+        return fold(guide, self.diffusion.downsample), self.map_encoder(maps, endpoints)
+
+    def forward(self, batch: dict[str, Tensor], seeds: Tensor) -> tuple[Tensor, dict[str, float]]:
+        cond, film = self.condition(batch["maps"], batch["endpoints"], batch["guide"])
+        residual = to_residual(batch["target"], batch["guide"])
+        return self.diffusion.loss(residual, seeds, cond=cond, film=film)
+
+    @torch.inference_mode()
+    def propose(
+        self,
+        maps: Tensor,
+        endpoints: Tensor,
+        guide: Tensor,
+        seeds: Tensor,
+        *,
+        candidates: int,
+        steps: int,
+        sampler: str,
+    ) -> tuple[Tensor, int]:
+        """``candidates`` decoded samples per problem, (B * candidates, 2, n_waypoints), and NFE.
+
+        Row ``i * candidates + k`` belongs to problem ``i``; ``seeds`` holds one seed per row.
+        """
+        cond, film = self.condition(maps, endpoints, guide)
+        guide = guide.repeat_interleave(candidates, dim=0)
+        cond = cond.repeat_interleave(candidates, dim=0)
+        film = film.repeat_interleave(candidates, dim=0)
+        result = self.diffusion.sample(
+            cond.shape[0],
+            self.frames,
+            cond=cond,
+            film=film,
+            steps=steps,
+            sampler=sampler,
+            seeds=seeds,
+        )
+        return from_residual(result.x, guide), result.nfe
+
+    def macs_per_plan(self, candidates: int, nfe: int) -> dict[str, float]:
+        """Multiply-accumulates of one single-window plan, split by component."""
+        window = self.cfg.window
+        maps, ends = torch.zeros(1, 2, window, window), torch.zeros(1, 4)
+        map_macs = float(count_macs(self.map_encoder, maps, ends)) + conv2d_macs(
+            self.map_encoder, maps
+        )
+        ae = self.diffusion.autoencoder
+        z = torch.zeros(1, self.diffusion.channels, self.frames)
+        net = self.diffusion.denoiser.net
+        per_nfe = float(
+            count_macs(
+                net,
+                z,
+                torch.zeros(1),
+                z.new_zeros(1, net.cond_channels, self.frames),
+                torch.zeros(1, self.cfg.map_encoder.out_dim),
+            )
+        )
+        dec = float(count_macs(ae.decoder, z)) if ae is not None else 0.0
+        denoise = candidates * nfe * per_nfe
+        return {
+            "map_encoder": map_macs,
+            "denoiser": denoise,
+            "decoder": candidates * dec,
+            "total": map_macs + denoise + candidates * dec,
+        }
+
+
+def conv2d_macs(encoder: MapEncoder, maps: Tensor) -> float:
+    """Multiply-accumulates of the map encoder's 2-D convolutions on ``maps``."""
+    total = 0.0
+    h = maps
+    with torch.no_grad():
+        for layer in encoder.convs:
+            out = layer(h)
+            if isinstance(layer, nn.Conv2d):
+                total += out.numel() * (layer.in_channels // layer.groups) * 9
+            h = out
+    return total
+
+
+def path_model_spec(model: PathDiffusion) -> dict[str, Any]:
+    """Spec rebuilding a :class:`PathDiffusion` (see :func:`latentdiff.core.models.load_model`)."""
+    ae = model.diffusion.autoencoder
+    return {
+        "kind": "path_diffusion",
+        "config": to_dict(model.cfg),
+        "autoencoder": to_dict(ae.cfg) if ae is not None else None,
+    }
+
+
+@register_model("path_diffusion")
+def build_path_model(spec: dict[str, Any]) -> nn.Module:
+    """Untrained :class:`PathDiffusion` of a spec."""
+    ae_cfg = spec.get("autoencoder")
+    ae = Autoencoder1D(from_dict(AutoencoderConfig, ae_cfg)) if ae_cfg is not None else None
+    return PathDiffusion(from_dict(PathModelConfig, spec["config"]), ae)

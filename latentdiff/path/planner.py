@@ -1,0 +1,342 @@
+"""The learned planner: a guide route refined by latent diffusion, verified by the exact checker.
+
+1. Guide: A* + line-of-sight shortcutting (always valid when the goal is reachable).
+2. The guide is split into pieces whose bounding box fits the model's window (one piece for maps
+   up to the window size); each piece is refined in its own window crop.
+3. All pieces of all problems go through the network in one batch: ``candidates`` samples each,
+   decoded, endpoints pinned, verified segment by segment, valid ones tautened by shortcutting.
+4. Per piece the shortest valid path wins, the guide piece included; when no sample is valid the
+   least-colliding one is repaired by re-routing its colliding stretches with A* inside its
+   window, else the guide piece is kept (a fallback). The joined path is shortcut and verified
+   once more.
+
+A path is reported as a success only when :func:`latentdiff.path.geometry.path_is_free` accepts it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentdiff.core.models import load_model, resolve_checkpoint
+from latentdiff.core.random import mix_seed
+from latentdiff.path.data import (
+    box_fits,
+    crop_window,
+    denormalise,
+    map_features,
+    normalise,
+    window_origin,
+)
+from latentdiff.path.geometry import path_is_free, points_are_free, segments_are_free
+from latentdiff.path.maps import as_occupancy, validate_endpoints
+from latentdiff.path.metrics import path_length, resample_path
+from latentdiff.path.model import PathDiffusion
+from latentdiff.path.search import ConnectivityIndex, astar_any_angle, shortcut_path
+
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "path" / "planner.pt"
+
+Problem = tuple[Any, Sequence[float], Sequence[float]]
+
+
+@dataclass
+class PlannerConfig:
+    """Sampling and selection settings (the model itself comes from its checkpoint)."""
+
+    candidates: int = 8
+    steps: int = 3
+    sampler: str = "dpmpp_2m"
+    seed: int = 0
+    margin: int = 2
+    repair: bool = True
+
+
+@dataclass
+class PlanResult:
+    """A plan: ``path`` (N, 2) of (x, y) points from start to goal, verified when ``success``.
+
+    Unreachable goals give ``success=False`` and the two-point path ``[start, goal]``.
+    """
+
+    path: np.ndarray
+    success: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Piece:
+    """One window of one problem: the guide piece, its window origin and the network inputs."""
+
+    problem: int
+    index: int
+    points: np.ndarray
+    origin: np.ndarray
+    crop: np.ndarray
+    maps: np.ndarray
+    endpoints: np.ndarray
+    guide: np.ndarray
+
+
+@dataclass
+class _Choice:
+    """The path kept for a piece and where it came from."""
+
+    path: np.ndarray
+    source: str  # "diffusion" | "repaired" | "guide" | "fallback"
+    n_valid_raw: int
+
+
+def densify(path: np.ndarray, max_step: float) -> np.ndarray:
+    """Insert points so that no segment of ``path`` is longer than ``max_step``."""
+    out = [path[:1]]
+    for a, b in itertools.pairwise(path):
+        parts = max(1, math.ceil(float(np.hypot(*(b - a))) / max_step))
+        out.append(a + (b - a) * (np.arange(1, parts + 1)[:, None] / parts))
+    return np.concatenate(out)
+
+
+def split_route(
+    path: np.ndarray, shape: Sequence[int], window: int, margin: int
+) -> list[np.ndarray]:
+    """Consecutive pieces of ``path`` (sharing their end points) that each fit one window."""
+    pts = densify(path, (window - 2 * margin) / 2)
+    pieces, anchor = [], 0
+    while anchor < len(pts) - 1:
+        end = anchor + 1
+        while end + 1 < len(pts):
+            span = pts[anchor : end + 2]
+            if not box_fits(span.min(0), span.max(0), shape, window, margin):
+                break
+            end += 1
+        pieces.append(pts[anchor : end + 1])
+        anchor = end
+    return pieces
+
+
+def repair(occ: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """Re-route every colliding stretch of ``points`` with A* between its free neighbours.
+
+    The first and last points must be free. Returns the shortcut result, or None if a stretch
+    cannot be bridged.
+    """
+    free_points = points_are_free(occ, points)
+    free_segments = segments_are_free(occ, points[:-1], points[1:])
+    out, i = [points[0]], 0
+    while i < len(points) - 1:
+        if free_segments[i]:
+            out.append(points[i + 1])
+            i += 1
+            continue
+        j = i + 1
+        while not free_points[j]:
+            j += 1
+        bridge = astar_any_angle(occ, points[i], points[j])
+        if bridge is None:
+            return None
+        out.extend(bridge[1:])
+        i = j
+    return shortcut_path(occ, np.asarray(out))
+
+
+class Planner:
+    """Plans collision-free any-angle paths on occupancy grids; see the module docstring."""
+
+    def __init__(self, model: PathDiffusion, config: PlannerConfig | None = None) -> None:
+        self.model = model.eval()
+        self.config = config if config is not None else PlannerConfig()
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, config: PlannerConfig | None = None
+    ) -> Planner:
+        """The bundled model, or a model file / experiment dir (``final.pt`` preferred)."""
+        if path is None:
+            if not PRETRAINED.is_file():
+                raise FileNotFoundError(f"bundled planner model missing: {PRETRAINED}")
+            source = PRETRAINED
+        else:
+            path = Path(path)
+            final = path / "final.pt"
+            source = final if final.is_file() else resolve_checkpoint(path)
+        model = load_model(source)
+        if not isinstance(model, PathDiffusion):
+            raise ValueError(f"{source} holds a {type(model).__name__}, not a path model")
+        return cls(model, config)
+
+    def plan(self, occupancy: Any, start: Sequence[float], goal: Sequence[float]) -> PlanResult:
+        """Plan one query; raises ValueError when start or goal is outside the map or blocked."""
+        return self.plan_batch([(occupancy, start, goal)])[0]
+
+    def plan_batch(self, problems: Sequence[Problem]) -> list[PlanResult]:
+        """Plan several queries with one batched network call; equal to planning one by one.
+
+        The "network" timing of each result is the time of the shared batched call.
+        """
+        results: list[PlanResult | None] = []
+        pieces: list[_Piece] = []
+        contexts: list[dict[str, Any]] = []
+        for index, (occupancy, start, goal) in enumerate(problems):
+            began = time.perf_counter()
+            occ = as_occupancy(occupancy)
+            start_xy, goal_xy = validate_endpoints(occ, start, goal)
+            context: dict[str, Any] = {"occ": occ, "start": start_xy, "goal": goal_xy}
+            timings = {"validate": time.perf_counter() - began}
+            tick = time.perf_counter()
+            guide = None
+            if ConnectivityIndex(occ).connected(start_xy, goal_xy):
+                guide = astar_any_angle(occ, start_xy, goal_xy)
+            timings["guide"] = time.perf_counter() - tick
+            context.update(guide=guide, timings=timings, began=began)
+            contexts.append(context)
+            if guide is None or len(guide) == 2:
+                results.append(self._direct(context))
+                continue
+            tick = time.perf_counter()
+            new = self._pieces(index, occ, guide)
+            timings["windows"] = time.perf_counter() - tick
+            context["pieces"] = range(len(pieces), len(pieces) + len(new))
+            pieces.extend(new)
+            results.append(None)
+        proposals, nfe, network_time = self._propose(pieces)
+        for index, result in enumerate(results):
+            if result is None:
+                context = contexts[index]
+                context["timings"]["network"] = network_time
+                results[index] = self._select(context, pieces, proposals, nfe)
+        return [r for r in results if r is not None]
+
+    def _direct(self, context: dict[str, Any]) -> PlanResult:
+        """Result without the network: unreachable, or a straight guide (already optimal)."""
+        guide = context["guide"]
+        if guide is None:
+            path = np.stack([context["start"], context["goal"]])
+            info = self._info(context, method="guide", reason="unreachable")
+            return PlanResult(path=path, success=False, info=info)
+        verified = path_is_free(context["occ"], guide)
+        info = self._info(context, method="guide", reason="ok" if verified else "unverified")
+        return PlanResult(path=guide, success=verified, info=info)
+
+    def _pieces(self, problem: int, occ: np.ndarray, guide: np.ndarray) -> list[_Piece]:
+        window = self.model.cfg.window
+        n = self.model.cfg.n_waypoints
+        out = []
+        for index, points in enumerate(split_route(guide, occ.shape, window, self.config.margin)):
+            origin = window_origin(points.min(0), points.max(0), occ.shape, window)
+            local = points - origin
+            crop = crop_window(occ, origin, window)
+            ends = np.concatenate([local[0], local[-1]])
+            out.append(
+                _Piece(
+                    problem=problem,
+                    index=index,
+                    points=points,
+                    origin=origin,
+                    crop=crop,
+                    maps=map_features(crop[None])[0],
+                    endpoints=normalise(ends, window).astype(np.float32),
+                    guide=normalise(resample_path(local, n), window).T.astype(np.float32),
+                )
+            )
+        return out
+
+    def _propose(self, pieces: list[_Piece]) -> tuple[np.ndarray, int, float]:
+        """Decoded samples (pieces, candidates, n_waypoints, 2) in map coordinates."""
+        k = self.config.candidates
+        if not pieces:
+            return np.empty((0, k, self.model.cfg.n_waypoints, 2)), 0, 0.0
+        began = time.perf_counter()
+        seeds = torch.tensor(
+            [mix_seed(self.config.seed, p.index, c) for p in pieces for c in range(k)],
+            dtype=torch.int64,
+        )
+        samples, nfe = self.model.propose(
+            torch.from_numpy(np.stack([p.maps for p in pieces])),
+            torch.from_numpy(np.stack([p.endpoints for p in pieces])),
+            torch.from_numpy(np.stack([p.guide for p in pieces])),
+            seeds,
+            candidates=k,
+            steps=self.config.steps,
+            sampler=self.config.sampler,
+        )
+        window = self.model.cfg.window
+        points = denormalise(samples.double().numpy().transpose(0, 2, 1), window)
+        points = points.reshape(len(pieces), k, -1, 2)
+        points += np.stack([p.origin for p in pieces])[:, None, None, :]
+        return points, nfe, time.perf_counter() - began
+
+    def _choose(self, occ: np.ndarray, piece: _Piece, candidates: np.ndarray) -> _Choice:
+        """Shortest verified path for one piece among the samples, a repair and the guide."""
+        candidates = candidates.copy()
+        candidates[:, 0], candidates[:, -1] = piece.points[0], piece.points[-1]
+        k, n = candidates.shape[:2]
+        free = segments_are_free(
+            occ, candidates[:, :-1].reshape(-1, 2), candidates[:, 1:].reshape(-1, 2)
+        ).reshape(k, n - 1)
+        valid = np.flatnonzero(free.all(axis=1))
+        guide_length = path_length(piece.points)
+        if valid.size:
+            paths = [shortcut_path(occ, candidates[i]) for i in valid]
+            best = min(paths, key=path_length)
+            if path_length(best) < guide_length:
+                return _Choice(best, "diffusion", int(valid.size))
+            return _Choice(piece.points, "guide", int(valid.size))
+        if self.config.repair:
+            collisions = (~free).sum(axis=1)
+            order = np.lexsort(([path_length(c) for c in candidates], collisions))
+            repaired = repair(piece.crop, candidates[order[0]] - piece.origin)
+            if repaired is not None:
+                repaired = repaired + piece.origin
+            if repaired is not None and path_is_free(occ, repaired):
+                if path_length(repaired) < guide_length:
+                    return _Choice(repaired, "repaired", 0)
+                return _Choice(piece.points, "guide", 0)
+        return _Choice(piece.points, "fallback", 0)
+
+    def _select(
+        self, context: dict[str, Any], pieces: list[_Piece], proposals: np.ndarray, nfe: int
+    ) -> PlanResult:
+        tick = time.perf_counter()
+        occ, guide = context["occ"], context["guide"]
+        choices = [self._choose(occ, pieces[i], proposals[i]) for i in context["pieces"]]
+        joined = np.concatenate([choices[0].path] + [c.path[1:] for c in choices[1:]])
+        path = shortcut_path(occ, joined)
+        sources = {c.source for c in choices}
+        method = "diffusion" if sources & {"diffusion", "repaired"} else "guide"
+        if not path_is_free(occ, path) or path_length(path) >= path_length(guide):
+            path, method = guide, "guide"
+        verified = path_is_free(occ, path)
+        context["timings"]["select"] = time.perf_counter() - tick
+        info = self._info(
+            context,
+            method=method,
+            reason="ok" if verified else "unverified",
+            nfe=nfe,
+            candidates=self.config.candidates * len(choices),
+            windows=len(choices),
+            n_valid_raw=sum(c.n_valid_raw for c in choices),
+            repaired=method == "diffusion" and "repaired" in sources,
+            fallback="fallback" in sources,
+        )
+        return PlanResult(path=path, success=verified, info=info)
+
+    @staticmethod
+    def _info(context: dict[str, Any], **values: Any) -> dict[str, Any]:
+        timings = {name: 1000.0 * t for name, t in context["timings"].items()}
+        timings["total"] = 1000.0 * (time.perf_counter() - context["began"])
+        defaults = {
+            "nfe": 0,
+            "candidates": 0,
+            "windows": 0,
+            "n_valid_raw": 0,
+            "repaired": False,
+            "fallback": False,
+        }
+        return {**defaults, **values, "timings_ms": timings}

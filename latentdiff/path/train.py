@@ -1,0 +1,119 @@
+"""Training stages of the learned planner: trajectory autoencoder, then (latent) path diffusion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
+from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
+from latentdiff.core.config import from_dict, load_yaml, save_config
+from latentdiff.core.models import autoencoder_spec, load_model
+from latentdiff.core.training import Trainer, TrainerConfig
+from latentdiff.path.data import PathDataset, load_split
+from latentdiff.path.model import PathDiffusion, PathModelConfig, path_model_spec, to_residual
+
+
+def _default_autoencoder() -> AutoencoderConfig:
+    return AutoencoderConfig(in_channels=2, latent_channels=4, channels=32, causal=False)
+
+
+@dataclass
+class PathAutoencoderExperiment:
+    """Config file of the trajectory autoencoder stage."""
+
+    autoencoder: AutoencoderConfig = field(default_factory=_default_autoencoder)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class PathDiffusionExperiment:
+    """Config file of the path diffusion stage (latent or waypoint space, see ``model.latent``)."""
+
+    model: PathModelConfig = field(default_factory=PathModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+class ResidualDataset(Dataset[Tensor]):
+    """(2, N) scaled residuals between the optimal and the guide waypoints (see ``to_residual``)."""
+
+    def __init__(self, data: PathDataset) -> None:
+        self.paths = to_residual(data.target, data.guide)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.paths[index]
+
+
+def store_final(exp_dir: Path, model: nn.Module, spec: dict[str, Any]) -> Path:
+    """Write ``final.pt``: the given (EMA) weights plus the spec, loadable by ``load_model``."""
+    weights = model.state_dict()
+    path = exp_dir / "final.pt"
+    save_checkpoint(path, {"model": weights, "ema": weights, "extra": {"model": spec}})
+    return path
+
+
+def export_half(source: str | Path, destination: str | Path) -> None:
+    """Copy a ``final.pt`` with float tensors stored as float16 (loading casts them back)."""
+    state = load_checkpoint(source)
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(destination, {"model": weights, "ema": None, "extra": state["extra"]})
+
+
+def train_path_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[str, float]:
+    """Train the trajectory autoencoder on train-split residuals; fit its latent statistics."""
+    exp = from_dict(PathAutoencoderExperiment, load_yaml(config))
+    if exp.autoencoder.in_channels != 2:
+        raise ValueError("the trajectory autoencoder needs in_channels: 2 (x and y)")
+    torch.manual_seed(exp.trainer.seed)
+    model = Autoencoder1D(exp.autoencoder)
+    dataset = ResidualDataset(PathDataset(load_split(data_dir, "train")))
+
+    def loss_fn(net: nn.Module, batch: Tensor, seeds: Tensor) -> tuple[Tensor, dict[str, float]]:
+        return net(batch)
+
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(exp, exp_dir / "experiment.yaml")
+    spec = autoencoder_spec(model)
+    trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
+    stats = trainer.fit()
+    ema = trainer.ema_model.cpu()
+    assert isinstance(ema, Autoencoder1D)
+    ema.fit_latent_stats(dataset.paths[i : i + 512] for i in range(0, len(dataset), 512))
+    store_final(exp_dir, ema, spec)
+    return stats
+
+
+def train_path_diffusion(
+    config: Path, data_dir: Path, exp_dir: Path, autoencoder: Path | None
+) -> dict[str, float]:
+    """Train the path diffusion model; ``autoencoder`` is required when ``model.latent``."""
+    exp = from_dict(PathDiffusionExperiment, load_yaml(config))
+    if exp.model.latent and autoencoder is None:
+        raise ValueError("model.latent is true: pass the trajectory autoencoder (--autoencoder)")
+    torch.manual_seed(exp.trainer.seed)
+    ae = load_model(autoencoder) if exp.model.latent and autoencoder is not None else None
+    if ae is not None and not isinstance(ae, Autoencoder1D):
+        raise ValueError(f"{autoencoder} is not an autoencoder checkpoint")
+    model = PathDiffusion(exp.model, ae)
+    dataset = PathDataset(load_split(data_dir, "train"))
+
+    def loss_fn(
+        net: nn.Module, batch: dict[str, Tensor], seeds: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        return net(batch, seeds)
+
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(exp, exp_dir / "experiment.yaml")
+    spec = path_model_spec(model)
+    trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
+    stats = trainer.fit()
+    store_final(exp_dir, trainer.ema_model.cpu(), spec)
+    return stats
