@@ -45,6 +45,6 @@ fi
 if run_stage 5 "Evaluate"; then
   ${decode_cmd} "$expdir/log/evaluate.log" \
     latentdiff evaluate path --model "latent=$expdir/diffusion/final.pt" \
-      --model "waypoint=$expdir/waypoint/final.pt" --data-dir "$datadir" --results "$results"
+      --model "waypoint=$expdir/waypoint/final.pt" --results "$results"
   log "Report: $results"
 fi

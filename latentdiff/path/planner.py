@@ -1,16 +1,24 @@
 """The learned planner: a guide route refined by latent diffusion, verified by the exact checker.
 
-1. Guide: A* + line-of-sight shortcutting (always valid when the goal is reachable).
-2. The guide is split into pieces whose bounding box fits the model's window (one piece for maps
-   up to the window size); each piece is refined in its own window crop.
+1. Guide: A* + line-of-sight shortcutting (always valid when the goal is reachable), tautened
+   to the shortest path of its homotopy class (:mod:`latentdiff.path.taut`). It is returned
+   without the network when it is provably optimal: a straight line, or the free space has no
+   holes (every obstacle joined to the border, as in mazes), so there is only one class.
+2. The A* guide is split into pieces whose bounding box fits the model's window (one piece for
+   maps up to the window size); each piece is refined in its own window crop.
 3. All pieces of all problems go through the network in one batch: ``candidates`` samples each,
-   decoded, endpoints pinned, verified segment by segment, valid ones tautened by shortcutting.
-4. Per piece the shortest valid path wins, the guide piece included; when no sample is valid the
-   least-colliding one is repaired by re-routing its colliding stretches with A* inside its
-   window, else the guide piece is kept (a fallback). The joined path is shortcut and verified
-   once more.
+   decoded, endpoints pinned, verified segment by segment; valid ones are tautened, so the network
+   mainly proposes homotopy classes (ways around obstacles) other than the guide's.
+4. Per piece the shortest valid path wins, the tautened guide piece included. Repair (re-routing
+   the colliding stretches of the least-colliding sample with A*) runs only when no sample is
+   valid and some sample is shorter than the tautened guide piece; a failed repair keeps the
+   guide (a fallback). Pieces are joined, tautened and compared with the tautened guide.
 
 A path is reported as a success only when :func:`latentdiff.path.geometry.path_is_free` accepts it.
+``info`` records ``method`` ("diffusion" when the path came from a sample, else "guide"), the
+length of that sample or guide before and after tautening, ``n_valid_raw``, ``repair_tried``
+(pieces where repair ran), ``repaired`` (the returned path came from a repaired sample) and
+``fallback`` (a needed repair failed); ``skipped`` says why the network did not run, if so.
 """
 
 from __future__ import annotations
@@ -40,11 +48,20 @@ from latentdiff.path.geometry import path_is_free, points_are_free, segments_are
 from latentdiff.path.maps import as_occupancy, validate_endpoints
 from latentdiff.path.metrics import path_length, resample_path
 from latentdiff.path.model import PathDiffusion
-from latentdiff.path.search import ConnectivityIndex, astar_any_angle, shortcut_path
+from latentdiff.path.search import (
+    ConnectivityIndex,
+    astar_any_angle,
+    convex_corners,
+    free_space_is_simply_connected,
+    shortcut_path,
+)
+from latentdiff.path.taut import taut_path
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "path" / "planner.pt"
 
 Problem = tuple[Any, Sequence[float], Sequence[float]]
+
+_TOLERANCE = 1e-9
 
 
 @dataclass
@@ -92,6 +109,8 @@ class _Choice:
     path: np.ndarray
     source: str  # "diffusion" | "repaired" | "guide" | "fallback"
     n_valid_raw: int
+    raw_length: float  # length of the chosen sample (or guide) before tautening
+    repair_tried: bool = False
 
 
 def densify(path: np.ndarray, max_step: float) -> np.ndarray:
@@ -152,6 +171,13 @@ class Planner:
     def __init__(self, model: PathDiffusion, config: PlannerConfig | None = None) -> None:
         self.model = model.eval()
         self.config = config if config is not None else PlannerConfig()
+        self._window_macs: dict[int, float] = {}
+
+    def window_macs(self, nfe: int) -> float:
+        """Multiply-accumulates of refining one window with ``nfe`` evaluations (cached)."""
+        if nfe not in self._window_macs:
+            self._window_macs[nfe] = self.model.macs_per_plan(self.config.candidates, nfe)["total"]
+        return self._window_macs[nfe]
 
     @classmethod
     def from_pretrained(
@@ -196,8 +222,20 @@ class Planner:
             timings["guide"] = time.perf_counter() - tick
             context.update(guide=guide, timings=timings, began=began)
             contexts.append(context)
-            if guide is None or len(guide) == 2:
-                results.append(self._direct(context))
+            if guide is not None:
+                tick = time.perf_counter()
+                context["corners"] = convex_corners(occ)
+                context["taut_guide"] = taut_path(occ, guide, context["corners"])
+                context["guide_length"] = path_length(guide)
+                timings["taut_guide"] = time.perf_counter() - tick
+            if guide is None or len(context["taut_guide"]) == 2:
+                results.append(self._direct(context, "straight"))
+                continue
+            tick = time.perf_counter()
+            one_class = free_space_is_simply_connected(occ)
+            timings["topology"] = time.perf_counter() - tick
+            if one_class:
+                results.append(self._direct(context, "one homotopy class"))
                 continue
             tick = time.perf_counter()
             new = self._pieces(index, occ, guide)
@@ -213,16 +251,25 @@ class Planner:
                 results[index] = self._select(context, pieces, proposals, nfe)
         return [r for r in results if r is not None]
 
-    def _direct(self, context: dict[str, Any]) -> PlanResult:
-        """Result without the network: unreachable, or a straight guide (already optimal)."""
+    def _direct(self, context: dict[str, Any], why: str) -> PlanResult:
+        """Result without the network: unreachable, or a tautened guide that is already optimal
+        (a straight line, or the free space has one homotopy class)."""
         guide = context["guide"]
         if guide is None:
             path = np.stack([context["start"], context["goal"]])
-            info = self._info(context, method="guide", reason="unreachable")
+            info = self._info(context, method="guide", reason="unreachable", skipped="unreachable")
             return PlanResult(path=path, success=False, info=info)
-        verified = path_is_free(context["occ"], guide)
-        info = self._info(context, method="guide", reason="ok" if verified else "unverified")
-        return PlanResult(path=guide, success=verified, info=info)
+        path = context["taut_guide"]
+        verified = path_is_free(context["occ"], path)
+        info = self._info(
+            context,
+            method="guide",
+            reason="ok" if verified else "unverified",
+            skipped=why,
+            length_before_taut=context["guide_length"],
+            length_after_taut=path_length(path),
+        )
+        return PlanResult(path=path, success=verified, info=info)
 
     def _pieces(self, problem: int, occ: np.ndarray, guide: np.ndarray) -> list[_Piece]:
         window = self.model.cfg.window
@@ -272,8 +319,15 @@ class Planner:
         points += np.stack([p.origin for p in pieces])[:, None, None, :]
         return points, nfe, time.perf_counter() - began
 
-    def _choose(self, occ: np.ndarray, piece: _Piece, candidates: np.ndarray) -> _Choice:
-        """Shortest verified path for one piece among the samples, a repair and the guide."""
+    def _choose(
+        self, context: dict[str, Any], piece: _Piece, candidates: np.ndarray, guide: np.ndarray
+    ) -> _Choice:
+        """Shortest tautened path for one piece among the valid samples and the tautened guide.
+
+        Repair runs only when no sample verified and some sample is shorter than the tautened
+        guide piece (otherwise it could not win); a failed repair keeps the guide (a fallback).
+        """
+        occ, corners = context["occ"], context["corners"]
         candidates = candidates.copy()
         candidates[:, 0], candidates[:, -1] = piece.points[0], piece.points[-1]
         k, n = candidates.shape[:2]
@@ -281,49 +335,64 @@ class Planner:
             occ, candidates[:, :-1].reshape(-1, 2), candidates[:, 1:].reshape(-1, 2)
         ).reshape(k, n - 1)
         valid = np.flatnonzero(free.all(axis=1))
-        guide_length = path_length(piece.points)
+        guide_length = path_length(guide)
         if valid.size:
-            paths = [shortcut_path(occ, candidates[i]) for i in valid]
-            best = min(paths, key=path_length)
-            if path_length(best) < guide_length:
-                return _Choice(best, "diffusion", int(valid.size))
-            return _Choice(piece.points, "guide", int(valid.size))
+            tautened = [(candidates[i], taut_path(occ, candidates[i], corners)) for i in valid]
+            raw, best = min(tautened, key=lambda pair: path_length(pair[1]))
+            if path_length(best) < guide_length - _TOLERANCE:
+                return _Choice(best, "diffusion", int(valid.size), path_length(raw))
+            return _Choice(guide, "guide", int(valid.size), guide_length)
+        raw_lengths = np.array([path_length(c) for c in candidates])
+        if raw_lengths.min() >= guide_length - _TOLERANCE:
+            return _Choice(guide, "guide", 0, guide_length)
         if self.config.repair:
-            collisions = (~free).sum(axis=1)
-            order = np.lexsort(([path_length(c) for c in candidates], collisions))
+            order = np.lexsort((raw_lengths, (~free).sum(axis=1)))
             repaired = repair(piece.crop, candidates[order[0]] - piece.origin)
-            if repaired is not None:
-                repaired = repaired + piece.origin
-            if repaired is not None and path_is_free(occ, repaired):
-                if path_length(repaired) < guide_length:
-                    return _Choice(repaired, "repaired", 0)
-                return _Choice(piece.points, "guide", 0)
-        return _Choice(piece.points, "fallback", 0)
+            if repaired is not None and path_is_free(occ, repaired + piece.origin):
+                repaired = taut_path(occ, repaired + piece.origin, corners)
+                if path_length(repaired) < guide_length - _TOLERANCE:
+                    return _Choice(repaired, "repaired", 0, float(raw_lengths[order[0]]), True)
+                return _Choice(guide, "guide", 0, guide_length, True)
+        return _Choice(guide, "fallback", 0, guide_length, self.config.repair)
 
     def _select(
         self, context: dict[str, Any], pieces: list[_Piece], proposals: np.ndarray, nfe: int
     ) -> PlanResult:
         tick = time.perf_counter()
-        occ, guide = context["occ"], context["guide"]
-        choices = [self._choose(occ, pieces[i], proposals[i]) for i in context["pieces"]]
+        occ, corners, taut_guide = context["occ"], context["corners"], context["taut_guide"]
+        ids = list(context["pieces"])
+        guides = (
+            [taut_guide]
+            if len(ids) == 1
+            else [taut_path(occ, pieces[i].points, corners) for i in ids]
+        )
+        choices = [
+            self._choose(context, pieces[i], proposals[i], guide)
+            for i, guide in zip(ids, guides, strict=True)
+        ]
         joined = np.concatenate([choices[0].path] + [c.path[1:] for c in choices[1:]])
-        path = shortcut_path(occ, joined)
+        path = joined if len(choices) == 1 else taut_path(occ, joined, corners)
         sources = {c.source for c in choices}
-        method = "diffusion" if sources & {"diffusion", "repaired"} else "guide"
-        if not path_is_free(occ, path) or path_length(path) >= path_length(guide):
-            path, method = guide, "guide"
+        from_model = bool(sources & {"diffusion", "repaired"})
+        if not from_model or path_length(path) >= path_length(taut_guide) - _TOLERANCE:
+            path, from_model = taut_guide, False
         verified = path_is_free(occ, path)
         context["timings"]["select"] = time.perf_counter() - tick
+        before = sum(c.raw_length for c in choices) if from_model else context["guide_length"]
         info = self._info(
             context,
-            method=method,
+            method="diffusion" if from_model else "guide",
             reason="ok" if verified else "unverified",
             nfe=nfe,
             candidates=self.config.candidates * len(choices),
             windows=len(choices),
+            macs=len(choices) * self.window_macs(nfe),
             n_valid_raw=sum(c.n_valid_raw for c in choices),
-            repaired=method == "diffusion" and "repaired" in sources,
+            repaired=from_model and "repaired" in sources,
             fallback="fallback" in sources,
+            repair_tried=sum(c.repair_tried for c in choices),
+            length_before_taut=before,
+            length_after_taut=path_length(path),
         )
         return PlanResult(path=path, success=verified, info=info)
 
@@ -335,8 +404,13 @@ class Planner:
             "nfe": 0,
             "candidates": 0,
             "windows": 0,
+            "macs": 0.0,
             "n_valid_raw": 0,
             "repaired": False,
             "fallback": False,
+            "repair_tried": 0,
+            "skipped": "",
+            "length_before_taut": math.nan,
+            "length_after_taut": math.nan,
         }
         return {**defaults, **values, "timings_ms": timings}

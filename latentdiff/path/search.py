@@ -80,24 +80,62 @@ def free_cell_of(occ: np.ndarray, point: Sequence[float]) -> Cell | None:
     return next((cell for cell in _containing_cells(occ, point) if not occ[cell]), None)
 
 
-def shortcut_path(occ: np.ndarray, points: np.ndarray | Sequence[Point]) -> np.ndarray:
-    """Greedy line-of-sight shortcutting: from each anchor jump to the farthest visible later point.
+SHORTCUT_BLOCK = 32
 
-    Start and goal are kept exactly; by the triangle inequality the length never increases. When no
-    later point is visible (an invalid input segment) the next point is kept as is.
+
+def _farthest_visible(occ: np.ndarray, pts: np.ndarray, anchor: int) -> int:
+    """A later point visible from ``pts[anchor]``, as far along as a bounded search finds.
+
+    All of the next :data:`SHORTCUT_BLOCK` points are tested in one call; when the last of them is
+    visible the search gallops (doubling steps) and then bisects between a visible and a hidden
+    point, so one anchor costs at most ``SHORTCUT_BLOCK + 2 log2(N)`` segment tests. When no
+    later point is visible (an invalid input segment) the next point is returned.
+    """
+    last = len(pts) - 1
+    block = np.arange(anchor + 1, min(last, anchor + SHORTCUT_BLOCK) + 1)
+    visible = np.flatnonzero(
+        segments_are_free(occ, np.broadcast_to(pts[anchor], (block.size, 2)), pts[block])
+    )
+    if visible.size == 0:
+        return anchor + 1
+    seen = int(block[visible[-1]])
+    if seen < block[-1] or seen == last:
+        return seen
+
+    def sees(index: int) -> bool:
+        return bool(segments_are_free(occ, pts[anchor][None], pts[index][None])[0])
+
+    step, hidden = SHORTCUT_BLOCK, last + 1
+    while seen < last:
+        probe = min(last, seen + step)
+        if not sees(probe):
+            hidden = probe
+            break
+        seen, step = probe, 2 * step
+    while hidden - seen > 1:
+        middle = (seen + hidden) // 2
+        if sees(middle):
+            seen = middle
+        else:
+            hidden = middle
+    return seen
+
+
+def shortcut_path(occ: np.ndarray, points: np.ndarray | Sequence[Point]) -> np.ndarray:
+    """Greedy line-of-sight shortcutting: from each anchor jump to a far visible later point.
+
+    The jump target is the farthest visible point among the next :data:`SHORTCUT_BLOCK` points,
+    extended by a galloping and bisecting search beyond them (see :func:`_farthest_visible`), so
+    long routes cost O(N log N) segment tests. Every kept segment is verified free (unless the
+    input itself has a colliding segment, which is then kept as is); start and goal are kept
+    exactly and, by the triangle inequality, the length never increases.
     """
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(pts) <= 2:
         return pts.copy()
     keep = [0]
-    anchor = 0
-    while anchor < len(pts) - 1:
-        later = pts[anchor + 1 :]
-        visible = np.flatnonzero(
-            segments_are_free(occ, np.broadcast_to(pts[anchor], later.shape), later)
-        )
-        anchor = anchor + 1 + (int(visible[-1]) if visible.size else 0)
-        keep.append(anchor)
+    while keep[-1] < len(pts) - 1:
+        keep.append(_farthest_visible(occ, pts, keep[-1]))
     return pts[keep]
 
 
@@ -146,9 +184,39 @@ class ConnectivityIndex:
         return label > 0 and label == self.component(q)
 
 
+def free_space_is_simply_connected(occ: np.ndarray) -> bool:
+    """Whether the free space has no holes: every obstacle is joined to the map's outside.
+
+    Blocked cells sharing an edge or only a corner are joined (the shared edge or squeeze point
+    is forbidden too), and the outside of the map is blocked. Then each free component is simply
+    connected, all paths between two of its points are homotopic, and the shortest path of that
+    one class is the optimum.
+    """
+    padded = np.pad(np.asarray(occ, dtype=bool), 1, constant_values=True)
+    _, n_obstacles = ndimage.label(padded, structure=np.ones((3, 3), dtype=bool))
+    return n_obstacles == 1
+
+
 def reachable(occ: np.ndarray, start: Sequence[float], goal: Sequence[float]) -> bool:
     """Whether ``goal`` is reachable from ``start``; a ConnectivityIndex serves repeated queries."""
     return ConnectivityIndex(occ).connected(start, goal)
+
+
+def convex_corners(occ: np.ndarray) -> np.ndarray:
+    """Convex obstacle corners as rows (x, y, sx, sy), sorted by y then x; shape (M, 4).
+
+    A convex corner is a lattice point with exactly one blocked cell among the four around it
+    (cells outside the map count as blocked, so border points never qualify); (sx, sy) in
+    {-1, 1}^2 points from it towards that cell. Locally shortest paths bend only at these points.
+    """
+    padded = np.pad(np.asarray(occ, dtype=bool), 1, constant_values=True)
+    upper_left, upper_right = padded[:-1, :-1], padded[:-1, 1:]
+    lower_left, lower_right = padded[1:, :-1], padded[1:, 1:]
+    count = upper_left.astype(np.int8) + upper_right + lower_left + lower_right
+    rows, cols = np.nonzero(count == 1)
+    sx = np.where(upper_right[rows, cols] | lower_right[rows, cols], 1.0, -1.0)
+    sy = np.where(lower_left[rows, cols] | lower_right[rows, cols], 1.0, -1.0)
+    return np.stack([cols.astype(np.float64), rows.astype(np.float64), sx, sy], axis=1)
 
 
 class VisibilityGraph:
@@ -167,20 +235,10 @@ class VisibilityGraph:
 
     def __init__(self, occ: np.ndarray) -> None:
         self.occ = np.ascontiguousarray(occ, dtype=bool)
-        padded = np.pad(self.occ, 1, constant_values=True)
-        upper_left, upper_right = padded[:-1, :-1], padded[:-1, 1:]
-        lower_left, lower_right = padded[1:, :-1], padded[1:, 1:]
-        count = upper_left.astype(np.int8) + upper_right + lower_left + lower_right
-        rows, cols = np.nonzero(count == 1)
-        self.corners = np.stack([cols, rows], axis=1).astype(np.float64)
+        table = convex_corners(self.occ)
+        self.corners = table[:, :2]
         # Direction (sx, sy) from each corner towards its single blocked cell.
-        self.quadrants = np.stack(
-            [
-                np.where(upper_right[rows, cols] | lower_right[rows, cols], 1.0, -1.0),
-                np.where(lower_left[rows, cols] | lower_right[rows, cols], 1.0, -1.0),
-            ],
-            axis=1,
-        )
+        self.quadrants = table[:, 2:]
 
     def shortest_path(
         self, start: Sequence[float], goal: Sequence[float]

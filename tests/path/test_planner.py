@@ -18,6 +18,7 @@ from latentdiff.path.metrics import path_length
 from latentdiff.path.model import MapEncoderConfig, PathDiffusion, PathModelConfig
 from latentdiff.path.planner import PRETRAINED, PlannerConfig, split_route
 from latentdiff.path.search import astar_any_angle, visibility_graph_optimum
+from latentdiff.path.taut import taut_path
 
 
 def tiny_model(seed: int = 0) -> PathDiffusion:
@@ -98,7 +99,7 @@ def test_plan_batch_equals_plan_one_by_one(planner: Planner) -> None:
         alone = planner.plan(*problem)
         assert together.success == alone.success
         np.testing.assert_allclose(together.path, alone.path, atol=1e-6)
-        for key in ("method", "n_valid_raw", "repaired", "fallback", "nfe", "candidates"):
+        for key in ("method", "n_valid_raw", "repaired", "repair_tried", "fallback", "nfe"):
             assert together.info[key] == alone.info[key]
 
 
@@ -143,12 +144,41 @@ def test_split_route_pieces_fit_and_join() -> None:
     np.testing.assert_array_equal(pieces[-1][-1], path[-1])
 
 
-@pytest.mark.skipif(not PRETRAINED.is_file(), reason="no bundled model")
-def test_bundled_model_tautens_a_suboptimal_guide() -> None:
-    torch.set_num_threads(1)
+def test_one_homotopy_class_skips_the_network(planner: Planner) -> None:
+    occ = generate_world("maze", 40, 40, 3)
+    start, goal = sample_free_pair(occ, np.random.default_rng(3), 20.0)
+    result = planner.plan(occ, start, goal)
+    optimum, _ = visibility_graph_optimum(occ, start, goal)
+    assert result.success and result.info["nfe"] == 0
+    assert result.info["skipped"] == "one homotopy class"
+    assert path_length(result.path) == pytest.approx(optimum, abs=1e-9)
+    assert path_length(result.path) < path_length(astar_any_angle(occ, start, goal)) - 0.5
+
+
+def test_guide_is_tautened_and_info_records_lengths(planner: Planner) -> None:
     occ = obstacle_map()
     start, goal = (2.5, 2.5), (29.5, 29.5)
     guide = astar_any_angle(occ, start, goal)
+    result = planner.plan(occ, start, goal)
+    info = result.info
+    assert info["length_after_taut"] == pytest.approx(path_length(result.path), abs=1e-12)
+    assert info["length_after_taut"] <= info["length_before_taut"] + 1e-12
+    if info["method"] == "guide":
+        assert info["length_before_taut"] == pytest.approx(path_length(guide), abs=1e-12)
+    # One block: the tautened guide wraps a single corner and is optimal.
+    optimum, _ = visibility_graph_optimum(occ, start, goal)
+    assert path_length(result.path) == pytest.approx(optimum, abs=1e-9)
+    assert not info["fallback"] and not (info["repaired"] and info["n_valid_raw"] > 0)
+
+
+@pytest.mark.skipif(not PRETRAINED.is_file(), reason="no bundled model")
+def test_bundled_model_finds_a_shorter_way_than_the_tautened_guide() -> None:
+    torch.set_num_threads(1)
+    occ = generate_world("random", 48, 48, 1)
+    start, goal = sample_free_pair(occ, np.random.default_rng(1), 20.0)
+    guide = taut_path(occ, astar_any_angle(occ, start, goal))
     result = Planner.from_pretrained().plan(occ, start, goal)
+    assert result.success and path_is_free(occ, result.path)
     assert result.info["method"] == "diffusion" and result.info["n_valid_raw"] > 0
-    assert path_length(result.path) < path_length(guide) - 0.1
+    # Measured gain 0.40 cells: the sample goes around an obstacle on the other side.
+    assert path_length(result.path) < path_length(guide) - 0.2

@@ -11,16 +11,20 @@ import pytest
 from scipy import ndimage
 from scipy.sparse.csgraph import dijkstra
 
+from latentdiff.path import search
+from latentdiff.path.generators import generate_maze
 from latentdiff.path.geometry import path_is_free, segment_is_free, segments_are_free
 from latentdiff.path.metrics import path_length
 from latentdiff.path.references import build_dataset, compute_reference, load_dataset
 from latentdiff.path.search import (
+    SHORTCUT_BLOCK,
     ConnectivityIndex,
     any_angle_reference,
     astar_any_angle,
     cell_centre,
     cell_of,
     free_cell_of,
+    free_space_is_simply_connected,
     grid_astar,
     octile_length,
     reachable,
@@ -198,6 +202,53 @@ def test_shortcut_shortens_keeps_endpoints_and_stays_free(seed: int) -> None:
     np.testing.assert_array_equal(short[-1], goal)
     assert path_is_free(occ, short)
     np.testing.assert_allclose(astar_any_angle(occ, start, goal), short)
+
+
+def test_shortcut_on_a_long_maze_route_needs_n_log_n_segment_tests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    occ = generate_maze(256, 256, 0)
+    free = np.argwhere(~occ)
+    start, goal = cell_centre(*free[0]), cell_centre(*free[-1])
+    cells = grid_astar(occ, free_cell_of(occ, start), free_cell_of(occ, goal))
+    assert cells is not None and len(cells) > 2000
+    raw = np.array([start, *[cell_centre(r, c) for r, c in cells[1:-1]], goal])
+    tested = []
+
+    def counting(grid: np.ndarray, p0s: np.ndarray, p1s: np.ndarray) -> np.ndarray:
+        tested.append(len(p0s))
+        return segments_are_free(grid, p0s, p1s)
+
+    monkeypatch.setattr(search, "segments_are_free", counting)
+    short = shortcut_path(occ, raw)
+    # Each kept anchor tests one block plus a gallop and a bisection: O(N log N) in all, where
+    # testing every later point from every anchor would take about len(short) * N / 2.
+    per_anchor = SHORTCUT_BLOCK + 2 * math.ceil(math.log2(len(raw))) + 2
+    assert sum(tested) <= per_anchor * (len(short) - 1)
+    assert sum(tested) < len(raw) * len(short) / 20
+    assert path_is_free(occ, short) and path_length(short) <= path_length(raw) + 1e-9
+    np.testing.assert_array_equal(short[[0, -1]], raw[[0, -1]])
+    assert len(short) < len(raw) / 3
+
+
+def test_shortcut_gallops_past_the_first_block_on_a_straight_run() -> None:
+    occ = np.zeros((4, 200), dtype=bool)
+    points = np.stack([np.linspace(0.5, 199.5, 150), np.full(150, 2.0)], axis=1)
+    points[75, 1] = 2.5  # a kink far beyond the first block
+    short = shortcut_path(occ, points)
+    np.testing.assert_array_equal(short, points[[0, -1]])
+
+
+def test_simply_connected_free_space_means_obstacles_reach_the_border() -> None:
+    occ = np.zeros((10, 10), dtype=bool)
+    assert free_space_is_simply_connected(occ)
+    occ[0:6, 4] = True  # a wall from the border
+    assert free_space_is_simply_connected(occ)
+    occ[7, 7] = True  # an island: paths pass it on either side
+    assert not free_space_is_simply_connected(occ)
+    occ[8, 8] = occ[9, 9] = True  # joined to the border through squeeze points
+    assert free_space_is_simply_connected(occ)
+    assert free_space_is_simply_connected(generate_maze(33, 33, 1))
 
 
 def test_astar_any_angle_on_empty_map_is_straight() -> None:
