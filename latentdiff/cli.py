@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "latentdiff.path.commands_train",
     "latentdiff.path.commands_run",
     "latentdiff.se.commands_data",
+    "latentdiff.se.commands_model",
 )
 
 

@@ -3,19 +3,23 @@
 # keyboard/music/effects/babble/synthetic noise). Run from this directory.
 #   ./run.sh --stop-stage 2                          data only (stages 1-2)
 #   ./run.sh --corpus-config conf/corpus_tiny.yaml   a corpus small enough for a quick check
-# Stages: 1 sources (Debian packages, TTS voices), 2 mixed corpus -> data/{train,dev,test}.
-# Stage numbers 3 (feature statistics) and up are reserved for the model stages.
+#   ./run.sh --stage 7                               re-score trained models
+# Stages: 1 sources (Debian packages, TTS voices), 2 mixed corpus -> data/{train,dev,test},
+# 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
+# 7 score dev/test, 8 enhance the test set.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=1                         # first stage to run
 stop_stage=100                  # last stage to run
 datadir=data                    # prepared data
+expdir=exp                      # models, logs ($expdir/<model>/log)
 corpus_config=conf/corpus.yaml  # corpus sources and sizes
 install_packages=true           # apt-get missing Debian packages when run as root
 # shellcheck disable=SC2034  # read by parse_options.sh
 help_message="Usage: ./run.sh [options]
-Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus"
+Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus, 3 autoencoder, 4 LatentSE,
+5 predictive baseline, 6 STFT-diffusion baseline, 7 score dev/test, 8 enhance test"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
@@ -32,4 +36,10 @@ if (( stage <= 2 )); then
     --stage "$stage" --stop-stage "$(( stop_stage < 2 ? stop_stage : 2 ))" --datadir "$datadir" \
     --corpus-config "$corpus_config" --install-packages "$install_packages" \
     --decode-cmd "$decode_cmd"
+fi
+
+if (( stop_stage >= 3 )); then
+  "$LATENTDIFF_ROOT/recipes/se_model.sh" \
+    --stage "$(( stage > 3 ? stage : 3 ))" --stop-stage "$stop_stage" --datadir "$datadir" \
+    --expdir "$expdir" --confdir conf --train-cmd "$train_cmd" --decode-cmd "$decode_cmd"
 fi

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Model stages of the speech-enhancement recipe (see egs/speech/se1/run.sh, stages 1-2 = data).
+#   recipes/se_model.sh --datadir data --expdir exp --stage 3 --stop-stage 7
+# Stages: 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
+# 7 PESQ-WB / ESTOI / SI-SDR of every trained model on dev and test ($expdir/<model>/scores_*.json),
+# 8 enhance the test set's noisy files with every trained model ($expdir/<model>/enhanced/test).
+set -euo pipefail
+
+stage=3
+stop_stage=100
+datadir=data        # Kaldi data dirs: $datadir/{train,dev,test}
+expdir=exp          # one folder per model, logs in <model>/log
+confdir=conf        # autoencoder.yaml, latent_se.yaml, predictive.yaml, stft_diffusion.yaml
+steps=""            # sampler steps for stages 7-8 (empty: each model's default)
+max_utts=0          # stage 7: score the first N utterances of each set (0: all)
+train_cmd=run.pl
+decode_cmd=run.pl
+help_message="Usage: $0 [options]
+Stages: 3 autoencoder, 4 latent_se, 5 predictive baseline, 6 stft_diffusion baseline,
+7 score dev and test, 8 enhance \$datadir/test with each trained model"
+
+. parse_options.sh
+. stage.sh
+
+train_model() {
+  # $1: model name (config conf/<name>.yaml, output $expdir/<name>); further args go to the trainer.
+  local name=$1
+  shift
+  log "Training; follow with: tail -f $expdir/$name/log/train.log"
+  ${train_cmd} "$expdir/$name/log/train.log" \
+    latentdiff train se-model --config "$confdir/$name.yaml" \
+      --data-dir "$datadir/train" --exp-dir "$expdir/$name" "$@"
+}
+
+if run_stage 3 "Feature autoencoder"; then
+  log "Training; follow with: tail -f $expdir/autoencoder/log/train.log"
+  ${train_cmd} "$expdir/autoencoder/log/train.log" \
+    latentdiff train se-autoencoder --config "$confdir/autoencoder.yaml" \
+      --data-dir "$datadir/train" --exp-dir "$expdir/autoencoder"
+fi
+
+if run_stage 4 "LatentSE (latent correction diffusion)"; then
+  train_model latent_se --autoencoder "$expdir/autoencoder/final.pt"
+fi
+
+if run_stage 5 "Predictive baseline"; then
+  train_model predictive
+fi
+
+if run_stage 6 "STFT-diffusion baseline"; then
+  train_model stft_diffusion
+fi
+
+models=(latent_se predictive stft_diffusion)
+
+if run_stage 7 "Score dev and test"; then
+  for name in "${models[@]}"; do
+    [[ -f $expdir/$name/final.pt ]] || continue
+    for set in dev test; do
+      ${decode_cmd} "$expdir/$name/log/score_$set.log" \
+        latentdiff evaluate se-model --data-dir "$datadir/$set" --model "$expdir/$name/final.pt" \
+          --output "$expdir/$name/scores_$set.json" --max-utts "$max_utts" ${steps:+--steps "$steps"}
+    done
+  done
+fi
+
+if run_stage 8 "Enhance the test set"; then
+  noisy_dir=$(dirname "$(head -n 1 "$datadir/test/wav.scp" | cut -d' ' -f2)")
+  for name in "${models[@]}"; do
+    [[ -f $expdir/$name/final.pt ]] || continue
+    ${decode_cmd} "$expdir/$name/log/enhance_test.log" \
+      latentdiff enhance "$noisy_dir" "$expdir/$name/enhanced/test" \
+        --model "$expdir/$name/final.pt" ${steps:+--steps "$steps"}
+  done
+fi
