@@ -198,7 +198,5 @@ def evaluate_datadir(
         return float(np.nanmean([row[which][metric] for row in rows.values()]))
 
     summary = {w: {m: mean(w, m) for m in metrics} for w in ("noisy", "enhanced")}
-    summary["improvement"] = {
-        m: summary["enhanced"][m] - summary["noisy"][m] for m in metrics
-    }
+    summary["improvement"] = {m: summary["enhanced"][m] - summary["noisy"][m] for m in metrics}
     return {**summary, "utterances": len(rows), "per_utterance": rows}

@@ -16,7 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 UTILS = REPO / "recipes" / "utils"
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
 ISOLATED_VARIABLES = (
-    "SLURM_OPTS", "INSTALL_OPTS", "PYTHON", "OMP_NUM_THREADS", "OMP_THREAD_LIMIT",
+    "SLURM_OPTS",
+    "INSTALL_OPTS",
+    "PYTHON",
+    "OMP_NUM_THREADS",
+    "OMP_THREAD_LIMIT",
     "MKL_NUM_THREADS",
 )
 
@@ -32,8 +36,13 @@ def run(
     args: list[str | Path], cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env or clean_env(), capture_output=True, text=True,
-        timeout=60, check=False,
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -46,7 +55,9 @@ def write_executable(path: Path, body: str) -> Path:
 
 def options_script(tmp_path: Path) -> Path:
     """A script with defaults that sources parse_options.sh and prints what it got."""
-    return write_executable(tmp_path / "opts.sh", f"""
+    return write_executable(
+        tmp_path / "opts.sh",
+        f"""
         #!/usr/bin/env bash
         set -euo pipefail
         stage=1
@@ -56,7 +67,8 @@ def options_script(tmp_path: Path) -> Path:
         . {UTILS}/parse_options.sh
         printf '%s\\n' "stage=$stage" "foo_bar=$foo_bar" "use_gpu=$use_gpu" "nargs=$#"
         printf 'arg=%s\\n' "$@"
-        """)
+        """,
+    )
 
 
 def parsed(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -81,11 +93,17 @@ def test_values_with_spaces_and_empty_values_are_kept(tmp_path: Path) -> None:
 def test_positional_arguments_are_left_in_place(tmp_path: Path) -> None:
     script = options_script(tmp_path)
     out = parsed(run([script, "--stage", "3", "in put", "--foo-bar", "y"], tmp_path))
-    assert out == ["stage=3", "foo_bar=default", "use_gpu=false", "nargs=3", "arg=in put",
-                   "arg=--foo-bar", "arg=y"]
+    assert out == [
+        "stage=3",
+        "foo_bar=default",
+        "use_gpu=false",
+        "nargs=3",
+        "arg=in put",
+        "arg=--foo-bar",
+        "arg=y",
+    ]
     out = parsed(run([script, "--stage", "2", "--", "--not-an-option"], tmp_path))
-    assert out == ["stage=2", "foo_bar=default", "use_gpu=false", "nargs=1",
-                   "arg=--not-an-option"]
+    assert out == ["stage=2", "foo_bar=default", "use_gpu=false", "nargs=1", "arg=--not-an-option"]
 
 
 @pytest.mark.parametrize(
@@ -130,7 +148,9 @@ def test_config_file_is_read_first_and_command_line_wins(tmp_path: Path) -> None
 
 
 def stages_script(tmp_path: Path) -> Path:
-    return write_executable(tmp_path / "stages.sh", f"""
+    return write_executable(
+        tmp_path / "stages.sh",
+        f"""
         #!/usr/bin/env bash
         set -euo pipefail
         stage=1
@@ -143,7 +163,8 @@ def stages_script(tmp_path: Path) -> Path:
             echo "ran stage $number"
           fi
         done
-        """)
+        """,
+    )
 
 
 def test_stage_guards_run_exactly_the_selected_stages(tmp_path: Path) -> None:
@@ -195,29 +216,37 @@ def test_run_pl_job_array_substitutes_job_ids(tmp_path: Path) -> None:
     result = run([UTILS / "run.pl", *args], tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "log").iterdir()) == [
-        "task.1.log", "task.2.log", "task.3.log"
+        "task.1.log",
+        "task.2.log",
+        "task.3.log",
     ]
     for job in (1, 2, 3):
-        assert (tmp_path / f"log/task.{job}.log").read_text().startswith(
-            f"# echo task {job} > out.{job}.txt\n"
+        assert (
+            (tmp_path / f"log/task.{job}.log")
+            .read_text()
+            .startswith(f"# echo task {job} > out.{job}.txt\n")
         )
         assert (tmp_path / f"out.{job}.txt").read_text() == f"task {job}\n"
 
 
 def test_run_pl_names_each_failed_job(tmp_path: Path) -> None:
-    result = run([UTILS / "run.pl", "JOB=1:4", "log/j.JOB.log", "test", "JOB", "-le", "2"],
-                 tmp_path)
+    result = run(
+        [UTILS / "run.pl", "JOB=1:4", "log/j.JOB.log", "test", "JOB", "-le", "2"], tmp_path
+    )
     assert result.returncode == 1
     assert re.findall(r"see (\S+)", result.stderr) == [
-        str(tmp_path / "log/j.3.log"), str(tmp_path / "log/j.4.log")
+        str(tmp_path / "log/j.3.log"),
+        str(tmp_path / "log/j.4.log"),
     ]
     assert "2 / 4 jobs failed" in result.stderr
 
 
 def test_run_pl_runs_jobs_in_parallel(tmp_path: Path) -> None:
     # Every job waits (up to 10 s) until all three have started: only parallel jobs succeed.
-    wait_for_all = "touch started.JOB; for i in $(seq 200); do [ -e started.1 ] && " \
+    wait_for_all = (
+        "touch started.JOB; for i in $(seq 200); do [ -e started.1 ] && "
         "[ -e started.2 ] && [ -e started.3 ] && exit 0; sleep 0.05; done; exit 1"
+    )
     args = ["--max-jobs-run", "3", "JOB=1:3", "log/p.JOB.log", "bash", "-c", wait_for_all]
     assert run([UTILS / "run.pl", *args], tmp_path).returncode == 0
 
@@ -259,16 +288,22 @@ def fake_slurm(tmp_path: Path, *, runs_jobs: bool = True, queue_state: str = "RU
     and records its arguments, and a squeue that reports ``queue_state`` for every job."""
     bin_dir = tmp_path / "bin"
     start = 'nohup bash "${!#}" >/dev/null 2>&1 &' if runs_jobs else ":"
-    write_executable(bin_dir / "sbatch", f"""
+    write_executable(
+        bin_dir / "sbatch",
+        f"""
         #!/usr/bin/env bash
         printf '%s\\n' "$@" >>"{tmp_path}/sbatch.args"
         {start}
         echo "4242;cluster"
-        """)
-    write_executable(bin_dir / "squeue", f"""
+        """,
+    )
+    write_executable(
+        bin_dir / "squeue",
+        f"""
         #!/usr/bin/env bash
         echo "{queue_state}"
-        """)
+        """,
+    )
     return bin_dir
 
 
@@ -281,8 +316,19 @@ def test_slurm_pl_runs_jobs_with_the_requested_resources(tmp_path: Path) -> None
     bin_dir = fake_slurm(tmp_path)
     config = tmp_path / "slurm.conf"
     config.write_text("# cluster defaults\ntime=0:10:00\npartition=default\n")
-    args = ["--config", config, "--mem", "2G", "--poll-interval", "0.05", "JOB=1:2",
-            "exp/log/s.JOB.log", "echo", "hello", "JOB"]
+    args = [
+        "--config",
+        config,
+        "--mem",
+        "2G",
+        "--poll-interval",
+        "0.05",
+        "JOB=1:2",
+        "exp/log/s.JOB.log",
+        "echo",
+        "hello",
+        "JOB",
+    ]
     env = env_with_bin(bin_dir, SLURM_OPTS="--partition debug --gpus 1")
     result = run([UTILS / "slurm.pl", *args], tmp_path, env)
     assert result.returncode == 0, result.stderr
@@ -294,8 +340,14 @@ def test_slurm_pl_runs_jobs_with_the_requested_resources(tmp_path: Path) -> None
         assert (tmp_path / f"exp/log/q/s.{job}.done").read_text() == "0\n"
     submitted = (tmp_path / "sbatch.args").read_text().splitlines()
     assert submitted.count("--parsable") == 2
-    for expected in ("--partition=debug", "--time=0:10:00", "--mem=2G", "--gres=gpu:1",
-                     "--job-name=s.1", str(tmp_path / "exp/log/q/s.2.sh")):
+    for expected in (
+        "--partition=debug",
+        "--time=0:10:00",
+        "--mem=2G",
+        "--gres=gpu:1",
+        "--job-name=s.1",
+        str(tmp_path / "exp/log/q/s.2.sh"),
+    ):
         assert expected in submitted
 
 
@@ -318,11 +370,14 @@ def test_slurm_pl_fails_a_job_that_leaves_the_queue_silently(tmp_path: Path) -> 
 
 def test_slurm_pl_reports_a_failed_submission(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
-    write_executable(bin_dir / "sbatch", """
+    write_executable(
+        bin_dir / "sbatch",
+        """
         #!/usr/bin/env bash
         echo "sbatch: error: invalid partition" >&2
         exit 1
-        """)
+        """,
+    )
     result = run([UTILS / "slurm.pl", "log/x.log", "true"], tmp_path, env_with_bin(bin_dir))
     assert result.returncode == 1
     assert "submission failed (sbatch exit status 1" in result.stderr
@@ -340,14 +395,18 @@ def fake_repo_with_path_template(tmp_path: Path, with_venv: bool = True) -> Path
     return root
 
 
-PRINT_ENVIRONMENT = 'printf "%s\\n" "$OMP_NUM_THREADS" "$MKL_NUM_THREADS" "$PYTHONUNBUFFERED" ' \
+PRINT_ENVIRONMENT = (
+    'printf "%s\\n" "$OMP_NUM_THREADS" "$MKL_NUM_THREADS" "$PYTHONUNBUFFERED" '
     '"$VIRTUAL_ENV" "$LATENTDIFF_ROOT" "$PATH"'
+)
 
 
 def test_path_template_sets_up_the_environment(tmp_path: Path) -> None:
     root = fake_repo_with_path_template(tmp_path)
-    script = f"set -euo pipefail; . {root}/recipes/path_template.sh; " \
+    script = (
+        f"set -euo pipefail; . {root}/recipes/path_template.sh; "
         f". {root}/recipes/path_template.sh; {PRINT_ENVIRONMENT}"
+    )
     omp, mkl, unbuffered, venv, repo_root, path = parsed(run(["bash", "-c", script], tmp_path))
     assert omp == mkl == str(len(os.sched_getaffinity(0)))
     assert unbuffered == "1"
@@ -367,8 +426,7 @@ def test_path_template_keeps_thread_counts_set_by_the_user(tmp_path: Path) -> No
 
 def test_path_template_fails_without_venv(tmp_path: Path) -> None:
     root = fake_repo_with_path_template(tmp_path, with_venv=False)
-    result = run(["bash", "-c", f"set -e; . {root}/recipes/path_template.sh; echo after"],
-                 tmp_path)
+    result = run(["bash", "-c", f"set -e; . {root}/recipes/path_template.sh; echo after"], tmp_path)
     assert result.returncode == 1
     assert "run tools/install.sh first" in result.stderr
     assert "after" not in result.stdout
@@ -398,10 +456,13 @@ def fake_project(tmp_path: Path) -> Path:
     shutil.copy(REPO / "tools/install.sh", root / "tools/install.sh")
     (root / "pyproject.toml").write_text('[project]\nname = "demo"\n')
     (root / "tools/constraints.txt").write_text("demo-dependency==1.0\n")
-    write_executable(root / ".venv/bin/python", f"""
+    write_executable(
+        root / ".venv/bin/python",
+        f"""
         #!/usr/bin/env bash
         echo "python $*" >>"{tmp_path}/calls"
-        """)
+        """,
+    )
     return root
 
 
@@ -450,16 +511,22 @@ def fake_apt(tmp_path: Path, missing: str, broken: str) -> Path:
     ``broken`` ones; every apt-get call is recorded."""
     bin_dir = tmp_path / "bin"
     write_executable(bin_dir / "id", "#!/bin/sh\necho 0\n")
-    write_executable(bin_dir / "dpkg-query", f"""
+    write_executable(
+        bin_dir / "dpkg-query",
+        f"""
         #!/usr/bin/env bash
         case " {missing} " in *" ${{!#}} "*) exit 1 ;; esac
         printf 'install ok installed'
-        """)
-    write_executable(bin_dir / "apt-get", f"""
+        """,
+    )
+    write_executable(
+        bin_dir / "apt-get",
+        f"""
         #!/usr/bin/env bash
         echo "apt-get $* DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >>"{tmp_path}/calls"
         case " {broken} " in *" ${{!#}} "*) exit 100 ;; esac
-        """)
+        """,
+    )
     return bin_dir
 
 
@@ -499,8 +566,9 @@ def fake_checkout(tmp_path: Path, pytest_status: int) -> Path:
     record = f'echo "$(basename "$0") $* (in $PWD)" >>"{tmp_path}/calls"'
     write_executable(root / "tools/install.sh", f"#!/usr/bin/env bash\n{record}\n")
     write_executable(root / ".venv/bin/ruff", f"#!/usr/bin/env bash\n{record}\n")
-    write_executable(root / ".venv/bin/python", f"#!/usr/bin/env bash\n{record}\n"
-                     f"exit {pytest_status}\n")
+    write_executable(
+        root / ".venv/bin/python", f"#!/usr/bin/env bash\n{record}\nexit {pytest_status}\n"
+    )
     return root
 
 
@@ -509,8 +577,11 @@ def test_test_sh_runs_install_ruff_and_pytest(tmp_path: Path, status: int) -> No
     root = fake_checkout(tmp_path, status)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = run(["bash", root / "tools/test.sh", "-k", "shell"], elsewhere,
-                 clean_env(INSTALL_OPTS="--no-system"))
+    result = run(
+        ["bash", root / "tools/test.sh", "-k", "shell"],
+        elsewhere,
+        clean_env(INSTALL_OPTS="--no-system"),
+    )
     assert result.returncode == status
     assert calls(tmp_path) == [
         f"install.sh --no-system (in {root})",

@@ -36,13 +36,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cond_encoder=CondEncoderConfig(channels=16, out_channels=8, res_blocks=1),
         backbone=BackboneConfig(channels=16, depth=2, embed_dim=16),
     )
-    ae = Autoencoder1D(AutoencoderConfig(in_channels=81, latent_channels=4, channels=16,
-                                         strides=(2,)))
+    ae = Autoencoder1D(
+        AutoencoderConfig(in_channels=81, latent_channels=4, channels=16, strides=(2,))
+    )
     model = build_se_model(cfg, ae)
     path = tmp_path_factory.mktemp("model") / "final.pt"
     weights = model.state_dict()
-    save_checkpoint(path, {"model": weights, "ema": weights,
-                           "extra": {"model": se_model_spec(model)}})
+    save_checkpoint(
+        path, {"model": weights, "ema": weights, "extra": {"model": se_model_spec(model)}}
+    )
     return path
 
 
@@ -76,8 +78,12 @@ def test_directory_with_a_corrupt_file(
 
 def test_single_file_and_steps_override(tmp_path: Path, checkpoint: Path) -> None:
     sf.write(tmp_path / "x.wav", _tone(0.4, SR), SR)
-    assert run_cli("enhance", tmp_path / "x.wav", tmp_path / "y.wav", "--model", checkpoint,
-                   "--steps", "1") == 0
+    assert (
+        run_cli(
+            "enhance", tmp_path / "x.wav", tmp_path / "y.wav", "--model", checkpoint, "--steps", "1"
+        )
+        == 0
+    )
     one = sf.read(tmp_path / "y.wav")[0]
     assert one.shape == (int(0.4 * SR),)
     (tmp_path / "outdir").mkdir()
@@ -90,12 +96,25 @@ def test_bad_arguments_fail_cleanly(
     tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sf.write(tmp_path / "x.wav", _tone(0.2, SR), SR)
-    assert run_cli("enhance", tmp_path / "missing.wav", tmp_path / "o.wav",
-                   "--model", checkpoint) == 1
+    assert (
+        run_cli("enhance", tmp_path / "missing.wav", tmp_path / "o.wav", "--model", checkpoint) == 1
+    )
     assert "missing.wav" in capsys.readouterr().err
-    assert run_cli("enhance", tmp_path / "x.wav", tmp_path / "o.wav", "--model", checkpoint,
-                   "--steps", "-2") == 1
+    assert (
+        run_cli(
+            "enhance",
+            tmp_path / "x.wav",
+            tmp_path / "o.wav",
+            "--model",
+            checkpoint,
+            "--steps",
+            "-2",
+        )
+        == 1
+    )
     assert "steps" in capsys.readouterr().err
-    assert run_cli("enhance", tmp_path / "x.wav", tmp_path / "o.wav",
-                   "--model", tmp_path / "nomodel") == 1
+    assert (
+        run_cli("enhance", tmp_path / "x.wav", tmp_path / "o.wav", "--model", tmp_path / "nomodel")
+        == 1
+    )
     assert not (tmp_path / "o.wav").exists()

@@ -76,8 +76,9 @@ def test_bad_inputs_raise_value_errors(enhancer: Enhancer, bad: object, message:
         enhancer.enhance(bad, sample_rate=SR)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("rate", "message"), [(0, "positive"), (-8000, "positive"),
-                                               (16000.0, "int"), (True, "int")])
+@pytest.mark.parametrize(
+    ("rate", "message"), [(0, "positive"), (-8000, "positive"), (16000.0, "int"), (True, "int")]
+)
 def test_bad_sample_rates_raise(enhancer: Enhancer, rate: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         enhancer.enhance(speech_like(800), sample_rate=rate)  # type: ignore[arg-type]
@@ -90,8 +91,9 @@ def test_bad_steps_raise(enhancer: Enhancer) -> None:
         Enhancer(tiny_model("predictive"), steps=2)
 
 
-@pytest.mark.parametrize(("rate", "length"), [(16000, 4001), (44100, 11025), (8000, 1999),
-                                              (22050, 7), (48000, 1)])
+@pytest.mark.parametrize(
+    ("rate", "length"), [(16000, 4001), (44100, 11025), (8000, 1999), (22050, 7), (48000, 1)]
+)
 def test_output_keeps_length_and_rate(enhancer: Enhancer, rate: int, length: int) -> None:
     out = enhancer.enhance(speech_like(length), sample_rate=rate)
     assert out.shape == (length,) and out.dtype == np.float32 and np.isfinite(out).all()
@@ -143,8 +145,10 @@ def test_from_pretrained_exp_dir_and_fp16_export(tmp_path: Path) -> None:
     model = tiny_model()
     exp = tmp_path / "exp"
     weights = model.state_dict()
-    save_checkpoint(exp / "final.pt",
-                    {"model": weights, "ema": weights, "extra": {"model": se_model_spec(model)}})
+    save_checkpoint(
+        exp / "final.pt",
+        {"model": weights, "ema": weights, "extra": {"model": se_model_spec(model)}},
+    )
     x = speech_like(4000)
     reference = Enhancer(model).enhance(x, SR)
     assert np.allclose(Enhancer.from_pretrained(exp).enhance(x, SR), reference, atol=1e-6)
@@ -170,11 +174,16 @@ def test_bundled_model_regression() -> None:
     for name, expected in targets["clips"].items():
         noisy, clean = _clip(name, "noisy"), _clip(name, "clean")
         out = enhancer.enhance(noisy, SR)
-        scores = {"pesq": pesq_wb(out, clean, SR), "estoi": estoi(out, clean, SR),
-                  "si_sdr": si_sdr(out, clean)}
+        scores = {
+            "pesq": pesq_wb(out, clean, SR),
+            "estoi": estoi(out, clean, SR),
+            "si_sdr": si_sdr(out, clean),
+        }
         for metric, value in scores.items():
             tolerance = targets["tolerance"][metric]
             assert value == pytest.approx(expected["enhanced"][metric], abs=tolerance), (
-                name, metric)
+                name,
+                metric,
+            )
         # The released model raised SI-SDR by 3.3-5.6 dB on every clip (PESQ: -0.28 to +0.26).
         assert scores["si_sdr"] > expected["noisy"]["si_sdr"] + 2.0, name

@@ -90,8 +90,9 @@ def test_latency_is_traced_from_the_parts() -> None:
     assert latent.latency_ms() == pytest.approx(20.0)
     assert tiny_model("predictive").latency_ms() == pytest.approx(15.0)
     cfg = SEModelConfig(backbone=BackboneConfig(channels=8, depth=2, embed_dim=8, lookahead=2))
-    ae = Autoencoder1D(AutoencoderConfig(in_channels=162, latent_channels=4, channels=8,
-                                         strides=(2,)))
+    ae = Autoencoder1D(
+        AutoencoderConfig(in_channels=162, latent_channels=4, channels=8, strides=(2,))
+    )
     # Every NFE and the predictive head add 2 latent frames = 4 STFT frames each.
     ahead = build_se_model(cfg, ae)
     assert ahead.lookahead_frames(steps=1) == 1 + 2 * (2 + 2)
@@ -198,21 +199,44 @@ def _losses(exp_dir: Path, column: str) -> list[float]:
 
 def test_tiny_training_run_reduces_the_loss(tmp_path: Path) -> None:
     data_dir = _clip_datadir(tmp_path)
-    trainer = {"steps": 60, "batch_size": 4, "lr": 3e-3, "warmup_steps": 5, "log_every": 10,
-               "ckpt_every": 60, "ema_decay": 0.9, "tensorboard": False, "progress": False}
+    trainer = {
+        "steps": 60,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "warmup_steps": 5,
+        "log_every": 10,
+        "ckpt_every": 60,
+        "ema_decay": 0.9,
+        "tensorboard": False,
+        "progress": False,
+    }
     data = {"segment_seconds": 0.5}
-    ae_cfg = _write_config(tmp_path / "ae.yaml", CONF / "autoencoder.yaml", {
-        "trainer": trainer, "data": data, "autoencoder": {"channels": 16, "latent_channels": 8},
-    })
+    ae_cfg = _write_config(
+        tmp_path / "ae.yaml",
+        CONF / "autoencoder.yaml",
+        {
+            "trainer": trainer,
+            "data": data,
+            "autoencoder": {"channels": 16, "latent_channels": 8},
+        },
+    )
     train_se_autoencoder(ae_cfg, data_dir, tmp_path / "ae")
     ae_losses = _losses(tmp_path / "ae", "loss")
     assert ae_losses[-1] < 0.7 * ae_losses[0]
 
-    small = {"cond_encoder": {"channels": 16, "out_channels": 8, "res_blocks": 1},
-             "backbone": {"name": "tcn", "channels": 16, "depth": 3, "embed_dim": 16}}
-    model_cfg = _write_config(tmp_path / "lse.yaml", CONF / "latent_se.yaml", {
-        "trainer": trainer, "data": data, "model": small,
-    })
+    small = {
+        "cond_encoder": {"channels": 16, "out_channels": 8, "res_blocks": 1},
+        "backbone": {"name": "tcn", "channels": 16, "depth": 3, "embed_dim": 16},
+    }
+    model_cfg = _write_config(
+        tmp_path / "lse.yaml",
+        CONF / "latent_se.yaml",
+        {
+            "trainer": trainer,
+            "data": data,
+            "model": small,
+        },
+    )
     train_se_model(model_cfg, data_dir, tmp_path / "lse", tmp_path / "ae" / "final.pt")
     pred = _losses(tmp_path / "lse", "pred_mse")
     assert pred[-1] < 0.8 * pred[0]

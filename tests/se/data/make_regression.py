@@ -1,6 +1,6 @@
 """Write regression.json: the bundled enhancer's scores on the stored clips (after retraining).
 
-    python tests/se/data/make_regression.py
+python tests/se/data/make_regression.py
 """
 
 from __future__ import annotations
