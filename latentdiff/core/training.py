@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -482,7 +483,11 @@ class Trainer:
 
             self._tensorboard = SummaryWriter(self.out_dir / "tb", purge_step=self.step + 1)
         self._progress = tqdm(
-            total=self.cfg.steps, initial=self.step, disable=not self.cfg.progress, unit="step"
+            total=self.cfg.steps,
+            initial=self.step,
+            disable=not self.cfg.progress,
+            unit="step",
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,  # keep log files short
         )
 
     def close(self) -> None:
