@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "latentdiff.path.commands_run",
     "latentdiff.se.commands_data",
     "latentdiff.se.commands_model",
+    "latentdiff.se.commands_bench",
 )
 
 

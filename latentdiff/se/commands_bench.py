@@ -1,0 +1,83 @@
+"""``latentdiff bench se``: our speech-enhancement models against peer enhancers."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from latentdiff.commands import CommandTable
+from latentdiff.se.peers import PEER_PACKAGES
+
+
+def _model_spec(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The ``latentdiff bench se`` command line that reproduces ``args``."""
+    words = ["latentdiff", "bench", "se", "--data-dir", str(args.data_dir)]
+    words += ["--results", str(args.results), "--max-utts", str(args.max_utts)]
+    for name, path in args.model:
+        words += ["--model", f"{name}={path}"]
+    words += ["--peers", *args.peers]
+    if args.dnsmos:
+        words.append("--dnsmos")
+    return shlex.join(words)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentdiff.se.bench import run_bench, write_results
+    from latentdiff.se.peers import EnhancerPeer, Peer, make_peer, missing_package
+
+    torch.set_num_threads(1)
+    systems: list[Peer] = [EnhancerPeer("ours"), EnhancerPeer("ours (steps=0)", steps=0)]
+    systems += [EnhancerPeer(name, path) for name, path in args.model]
+    skipped: dict[str, str] = {}
+    for name in args.peers:
+        reason = missing_package(name)
+        if reason is None:
+            systems.append(make_peer(name))
+        else:
+            skipped[name] = reason
+            print(f"skipping {name}: {reason}")
+    result = run_bench(systems, args.data_dir, max_utts=args.max_utts, dnsmos=args.dnsmos)
+    path = write_results(result, args.results, command_line(args), skipped)
+    for system in result.scores:
+        print(
+            f"{system:>16}: PESQ {result.mean(system, 'pesq'):.3f}, "
+            f"ESTOI {result.mean(system, 'estoi'):.3f}, "
+            f"SI-SDR {result.mean(system, 'si_sdr'):.2f}, RTF {result.rtf(system):.4f}"
+        )
+    print(f"wrote {path}")
+    return 0
+
+
+def add_commands(table: CommandTable) -> None:
+    """``bench se``."""
+    bench = table.task("bench", "se", "speech enhancement: our models against peer enhancers")
+    bench.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir with spk1.scp")
+    bench.add_argument("--results", type=Path, required=True, help="markdown report to write")
+    bench.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
+    bench.add_argument(
+        "--model",
+        type=_model_spec,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="extra model (checkpoint or exp dir); repeatable",
+    )
+    bench.add_argument(
+        "--peers",
+        nargs="*",
+        choices=sorted(PEER_PACKAGES),
+        default=list(PEER_PACKAGES),
+        help="peer enhancers (default: all; missing packages are skipped)",
+    )
+    bench.add_argument("--dnsmos", action="store_true", help="also score DNSMOS P.835 (slow)")
+    bench.set_defaults(run=_bench)
