@@ -13,8 +13,16 @@ import soundfile as sf
 from latentdiff.se.audio import load_audio, save_audio
 from latentdiff.se.bench import PLOT_NAME, run_bench, write_results
 from latentdiff.se.datadir import DataDir, write_datadir
+from latentdiff.se.metrics import si_sdr
 from latentdiff.se.mixing import colored_noise, mix_at_snr
-from latentdiff.se.peers import PEER_PACKAGES, IdentityPeer, Peer, make_peer, missing_package
+from latentdiff.se.peers import (
+    PEER_PACKAGES,
+    IdentityPeer,
+    Peer,
+    estimate_delay,
+    make_peer,
+    missing_package,
+)
 
 RATE = 16000
 
@@ -46,6 +54,24 @@ def test_peer_returns_same_length_finite_output(tmp_path: Path, name: str) -> No
     assert out.shape == noisy.shape
     assert np.all(np.isfinite(out))
     assert np.max(np.abs(out)) > 1e-3, "output is silent"
+
+
+@pytest.mark.parametrize("name", ["deepfilternet3", "rnnoise"])
+def test_learned_peers_improve_white_noise_after_delay_compensation(
+    tmp_path: Path, name: str
+) -> None:
+    """A wrapping or alignment bug shows up as a lower SI-SDR than the noisy input."""
+    reason = missing_package(name)
+    if reason is not None:
+        pytest.skip(reason)
+    speech = _speech(tmp_path, "The birch canoe slid on the smooth planks.", seconds=2.0)
+    rng = np.random.default_rng(0)
+    noisy = mix_at_snr(speech, colored_noise(speech.size, 0.0, rng), 0.0, rng)[0]
+    peer = make_peer(name)
+    peer.delay = estimate_delay(peer, [noisy], [speech])
+    gain = si_sdr(peer.enhance(noisy), speech) - si_sdr(noisy, speech)
+    print(f"{name}: delay {peer.delay} samples, SI-SDR gain {gain:.1f} dB")
+    assert gain > 5.0
 
 
 class _DelayedCopy(Peer):
