@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -36,3 +37,11 @@ VERB_HELP = {
     "evaluate": "score models; write RESULTS.md and plots",
     "bench": "speed and quality benchmarks against peers",
 }
+
+
+def named_path(text: str) -> tuple[str, Path]:
+    """argparse type for ``NAME=PATH`` options such as ``--model latent=exp/final.pt``."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
-from latentdiff.core.checkpoint import load_checkpoint
+from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
 from latentdiff.core.config import from_dict, to_dict
 from latentdiff.core.latent import LatentDiffusion, LatentDiffusionConfig
 
@@ -86,3 +86,11 @@ def load_model(path: str | Path, *, ema: bool = True) -> nn.Module:
     weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
     model.load_state_dict(weights)
     return model.eval()
+
+
+def save_final(exp_dir: str | Path, model: nn.Module, spec: dict[str, Any]) -> Path:
+    """Write ``exp_dir/final.pt``: ``model``'s (EMA) weights plus its spec, loadable alone."""
+    weights = model.state_dict()
+    path = Path(exp_dir) / "final.pt"
+    save_checkpoint(path, {"model": weights, "ema": weights, "extra": {"model": spec}})
+    return path

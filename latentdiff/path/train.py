@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +12,7 @@ from torch.utils.data import Dataset
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
 from latentdiff.core.config import from_dict, load_yaml, save_config
-from latentdiff.core.models import autoencoder_spec, load_model
+from latentdiff.core.models import autoencoder_spec, load_model, save_final
 from latentdiff.core.training import Trainer, TrainerConfig
 from latentdiff.path.data import PathDataset, load_split
 from latentdiff.path.model import PathDiffusion, PathModelConfig, path_model_spec, to_residual
@@ -52,14 +51,6 @@ class ResidualDataset(Dataset[Tensor]):
         return self.paths[index]
 
 
-def store_final(exp_dir: Path, model: nn.Module, spec: dict[str, Any]) -> Path:
-    """Write ``final.pt``: the given (EMA) weights plus the spec, loadable by ``load_model``."""
-    weights = model.state_dict()
-    path = exp_dir / "final.pt"
-    save_checkpoint(path, {"model": weights, "ema": weights, "extra": {"model": spec}})
-    return path
-
-
 def export_half(source: str | Path, destination: str | Path) -> None:
     """Copy a ``final.pt`` with float tensors stored as float16 (loading casts them back)."""
     state = load_checkpoint(source)
@@ -87,7 +78,7 @@ def train_path_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[
     ema = trainer.ema_model.cpu()
     assert isinstance(ema, Autoencoder1D)
     ema.fit_latent_stats(dataset.paths[i : i + 512] for i in range(0, len(dataset), 512))
-    store_final(exp_dir, ema, spec)
+    save_final(exp_dir, ema, spec)
     return stats
 
 
@@ -115,5 +106,5 @@ def train_path_diffusion(
     spec = path_model_spec(model)
     trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
     stats = trainer.fit()
-    store_final(exp_dir, trainer.ema_model.cpu(), spec)
+    save_final(exp_dir, trainer.ema_model.cpu(), spec)
     return stats

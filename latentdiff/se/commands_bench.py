@@ -6,15 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
-from latentdiff.commands import CommandTable
+from latentdiff.commands import CommandTable, named_path
 from latentdiff.se.peers import PEER_PACKAGES
-
-
-def _model_spec(text: str) -> tuple[str, Path]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, Path(path)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -66,7 +59,7 @@ def add_commands(table: CommandTable) -> None:
     bench.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
     bench.add_argument(
         "--model",
-        type=_model_spec,
+        type=named_path,
         action="append",
         default=[],
         metavar="NAME=PATH",

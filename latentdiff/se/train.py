@@ -17,9 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig, pad_to_multiple
-from latentdiff.core.checkpoint import save_checkpoint
 from latentdiff.core.config import from_dict, load_yaml, save_config, to_dict
-from latentdiff.core.models import autoencoder_spec, load_model
+from latentdiff.core.models import autoencoder_spec, load_model, save_final
 from latentdiff.core.random import mix_seeds, rand_seeded
 from latentdiff.core.training import Trainer, TrainerConfig
 from latentdiff.se.features import SegmentConfig, SegmentDataset
@@ -73,14 +72,6 @@ def random_gain(seeds: Tensor, gain_db: float) -> Tensor:
     return 10.0 ** ((2.0 * uniform - 1.0) * gain_db / 20.0)
 
 
-def _store_final(exp_dir: Path, model: nn.Module, spec: dict[str, Any]) -> Path:
-    """Write ``final.pt`` (EMA weights as both model and EMA, plus the spec)."""
-    weights = model.state_dict()
-    path = exp_dir / "final.pt"
-    save_checkpoint(path, {"model": weights, "ema": weights, "extra": {"model": spec}})
-    return path
-
-
 def clean_features(stft: Stft, wave: Tensor, target: str, downsample: int) -> Tensor:
     """(B, N) waveform -> ``target`` features (B, C, frames) padded to ``downsample``."""
     stft = stft.to(wave.device)
@@ -127,7 +118,7 @@ def train_se_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[st
         )
         for start in range(0, count, 32)
     )
-    _store_final(exp_dir, ema, spec)
+    save_final(exp_dir, ema, spec)
     return stats
 
 
@@ -159,7 +150,7 @@ def train_se_model(
     spec = se_model_spec(model)
     trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
     stats = trainer.fit()
-    _store_final(exp_dir, trainer.ema_model, spec)
+    save_final(exp_dir, trainer.ema_model, spec)
     return stats
 
 

@@ -5,20 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from latentdiff.commands import CommandTable
-
-
-def _model_pairs(values: Sequence[str]) -> dict[str, Path]:
-    models = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise SystemExit(f"--model expects NAME=PATH, got {value!r}")
-        models[name] = Path(path)
-    return models
+from latentdiff.commands import CommandTable, named_path
 
 
 def _toy_prepare(args: argparse.Namespace) -> int:
@@ -53,7 +42,7 @@ def _toy_evaluate(args: argparse.Namespace) -> int:
 
     write_results(
         args.data_dir,
-        _model_pairs(args.model),
+        dict(args.model),
         args.results,
         command=" ".join(shlex.quote(a) for a in ["latentdiff", *sys.argv[1:]]),
         steps=tuple(args.steps),
@@ -82,7 +71,9 @@ def add_commands(table: CommandTable) -> None:
 
     etoy = table.task("evaluate", "toy", "samplers x steps on toy sequences")
     etoy.add_argument("--data-dir", type=Path, required=True)
-    etoy.add_argument("--model", action="append", required=True, metavar="NAME=PATH")
+    etoy.add_argument(
+        "--model", type=named_path, action="append", required=True, metavar="NAME=PATH"
+    )
     etoy.add_argument("--results", type=Path, required=True, help="markdown file to write")
     etoy.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     etoy.add_argument("--n-samples", type=int, default=500)

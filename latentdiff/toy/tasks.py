@@ -12,7 +12,12 @@ import torch
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.config import from_dict, load_yaml, save_config
 from latentdiff.core.latent import LatentDiffusion, LatentDiffusionConfig
-from latentdiff.core.models import autoencoder_spec, latent_diffusion_spec, load_model
+from latentdiff.core.models import (
+    autoencoder_spec,
+    latent_diffusion_spec,
+    load_model,
+    save_final,
+)
 from latentdiff.core.nets import count_macs, count_parameters
 from latentdiff.core.training import Trainer, TrainerConfig
 from latentdiff.toy.data import (
@@ -81,7 +86,7 @@ def train_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[str, 
     ema = trainer.ema_model
     ema.fit_latent_stats(torch.from_numpy(train[i : i + 256]) for i in range(0, len(train), 256))
     trainer.close()
-    _store_final(exp_dir, ema, autoencoder_spec(ema))
+    save_final(exp_dir, ema, autoencoder_spec(ema))
     return stats
 
 
@@ -109,18 +114,8 @@ def train_diffusion(
     )
     stats = trainer.fit()
     trainer.close()
-    _store_final(exp_dir, trainer.ema_model, latent_diffusion_spec(model))
+    save_final(exp_dir, trainer.ema_model, latent_diffusion_spec(model))
     return stats
-
-
-def _store_final(exp_dir: Path, model: torch.nn.Module, spec: dict) -> None:
-    """Write ``final.pt``: EMA weights (with fitted statistics) plus the spec, loadable alone."""
-    from latentdiff.core.checkpoint import save_checkpoint
-
-    weights = model.state_dict()
-    save_checkpoint(
-        exp_dir / "final.pt", {"model": weights, "ema": weights, "extra": {"model": spec}}
-    )
 
 
 @dataclass

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentdiff.core.models import load_model
+from latentdiff.core.models import load_model, save_final
 from latentdiff.core.training import Trainer, TrainerConfig
 from latentdiff.path.data import (
     PathDataConfig,
@@ -29,7 +29,7 @@ from latentdiff.path.model import (
     path_model_spec,
     to_residual,
 )
-from latentdiff.path.train import export_half, store_final
+from latentdiff.path.train import export_half
 
 from .test_planner import tiny_model
 
@@ -73,7 +73,7 @@ def test_window_framing() -> None:
 
 def test_spec_round_trips_through_load_model(tmp_path: Path) -> None:
     model = tiny_model(seed=3)
-    store_final(tmp_path, model, path_model_spec(model))
+    save_final(tmp_path, model, path_model_spec(model))
     loaded = load_model(tmp_path / "final.pt")
     assert isinstance(loaded, PathDiffusion)
     for key, value in model.state_dict().items():
