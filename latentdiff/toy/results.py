@@ -11,10 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from latentdiff.core.latent import LatentDiffusion
-from latentdiff.core.models import load_model
 from latentdiff.reporting import markdown_table
-from latentdiff.toy.tasks import SamplerScore, evaluate, model_summary
+from latentdiff.toy.tasks import SamplerScore, evaluate, load_diffusion_models, model_summary
 
 
 def plot_quality_vs_nfe(scores: Sequence[SamplerScore], path: Path) -> None:
@@ -72,22 +70,21 @@ def write_results(
     n_samples: int,
 ) -> None:
     """Evaluate ``models`` and write ``results`` (markdown) with plots in ``plots/`` beside it."""
-    scores = evaluate(data_dir, models, steps=steps, n_samples=n_samples)
+    loaded = load_diffusion_models(models)
+    scores = evaluate(data_dir, loaded, steps=steps, n_samples=n_samples)
     plots = results.parent / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     plot_quality_vs_nfe(scores, plots / "toy_quality_vs_nfe.png")
     test = np.load(data_dir / "test.npy")
     generated = {}
-    for name, path in models.items():
-        model = load_model(path)
-        assert isinstance(model, LatentDiffusion)
+    for name, model in loaded.items():
         frames = test.shape[-1] // model.downsample
         generated[f"{name} (4 NFE)"] = model.sample(
             4, frames, steps=4, seeds=torch.arange(4)
         ).x.numpy()
     plot_samples(test, generated, plots / "toy_samples.png")
 
-    summary = model_summary(models, test.shape[-1])
+    summary = model_summary(loaded, test.shape[-1])
     columns = [
         "model",
         "sampler",

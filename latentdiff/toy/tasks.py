@@ -157,9 +157,20 @@ def decoder_macs(model: LatentDiffusion, length: int) -> float:
     return float(count_macs(model.autoencoder.decoder, z))
 
 
+def load_diffusion_models(paths: dict[str, Path]) -> dict[str, LatentDiffusion]:
+    """Load each named (latent) diffusion checkpoint once."""
+    models = {}
+    for name, path in paths.items():
+        model = load_model(path)
+        if not isinstance(model, LatentDiffusion):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a diffusion model")
+        models[name] = model
+    return models
+
+
 def evaluate(
     data_dir: Path,
-    models: dict[str, Path],
+    models: dict[str, LatentDiffusion],
     *,
     samplers: tuple[str, ...] = ("ddim", "dpmpp_2m", "heun", "ddpm"),
     steps: tuple[int, ...] = (1, 2, 4, 8, 16),
@@ -182,9 +193,7 @@ def evaluate(
             macs_per_sample=0.0,
         )
     )
-    for name, path in models.items():
-        model = load_model(path)
-        assert isinstance(model, LatentDiffusion)
+    for name, model in models.items():
         per_nfe, decode = (
             diffusion_macs(model, data_cfg.length),
             decoder_macs(model, data_cfg.length),
@@ -210,12 +219,10 @@ def evaluate(
     return scores
 
 
-def model_summary(models: dict[str, Path], length: int) -> list[dict[str, float | str]]:
+def model_summary(models: dict[str, LatentDiffusion], length: int) -> list[dict[str, float | str]]:
     """Parameters and per-evaluation MACs of each model."""
     rows = []
-    for name, path in models.items():
-        model = load_model(path)
-        assert isinstance(model, LatentDiffusion)
+    for name, model in models.items():
         rows.append(
             {
                 "model": name,
