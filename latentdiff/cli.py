@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "latentdiff.se.commands_data",
     "latentdiff.se.commands_model",
     "latentdiff.se.commands_bench",
+    "latentdiff.se.commands_export",
 )
 
 

@@ -69,6 +69,10 @@ class _ResBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
 
+    def residual_body(self) -> list[nn.Module]:
+        """The layers of ``body`` (the block computes ``x + body(x)``)."""
+        return list(self.body)
+
     def last_input_frame(self, t: int) -> int:
         return t + 2 * self.conv_lookahead
 

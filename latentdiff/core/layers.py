@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+_MATMUL_MAX_FRAMES = 8  # streaming chunks up to this many output frames use a matrix product
+
 
 class CausalConv1d(nn.Module):
     """1-D convolution that sees at most ``lookahead`` future input frames.
@@ -78,13 +80,38 @@ class CausalConv1d(nn.Module):
 
     def forward_stream(self, x_chunk: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Consume a chunk (B, in_ch, L >= 0); return (newly complete outputs, new state)."""
-        buffer = torch.cat([state, x_chunk], dim=-1)
+        buffer = torch.cat([state, x_chunk], dim=-1) if state.shape[-1] else x_chunk
         n_out = (buffer.shape[-1] - self.span) // self.stride + 1
         if n_out <= 0:
             empty = buffer.new_zeros(buffer.shape[0], self.out_channels, 0)
             return empty, buffer
         consumed = n_out * self.stride
-        return self.conv(buffer[..., : consumed - self.stride + self.span]), buffer[..., consumed:]
+        window = buffer[..., : consumed - self.stride + self.span]
+        out = self.conv(window) if n_out > _MATMUL_MAX_FRAMES else self._conv_matmul(window)
+        return out, buffer[..., consumed:]
+
+    def _conv_matmul(self, window: Tensor) -> Tensor:
+        """The convolution as one matrix product: much faster than conv1d for a few frames."""
+        conv = self.conv
+        n_out = (window.shape[-1] - self.span) // self.stride + 1
+        last = (n_out - 1) * self.stride + 1
+        dilation = conv.dilation[0]
+        taps = [
+            window[..., j * dilation : j * dilation + last : self.stride]
+            for j in range(conv.kernel_size[0])
+        ]
+        columns = torch.stack(taps, dim=-1).permute(0, 2, 1, 3)  # (B, n_out, in_ch, kernel)
+        out = F.linear(
+            columns.reshape(window.shape[0], n_out, -1), conv.weight.flatten(1), conv.bias
+        )
+        return out.transpose(1, 2)
+
+
+def pointwise_conv(conv: nn.Module, x: Tensor) -> Tensor:
+    """A kernel-1 ``nn.Conv1d`` (or ``nn.Identity``) as a matrix product: fast on a few frames."""
+    if not isinstance(conv, nn.Conv1d):
+        return conv(x)
+    return F.linear(x.transpose(1, 2), conv.weight[:, :, 0], conv.bias).transpose(1, 2)
 
 
 class ChannelLayerNorm(nn.Module):

@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentdiff.core.layers import CausalConv1d, ChannelLayerNorm, FiLM, NoiseEmbedding
+from latentdiff.core.layers import (
+    CausalConv1d,
+    ChannelLayerNorm,
+    FiLM,
+    NoiseEmbedding,
+    pointwise_conv,
+)
 
 
 @dataclass
@@ -93,7 +99,7 @@ class FiLMResBlock(nn.Module):
 
     def forward_stream(self, x: Tensor, emb: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         h, state = self.conv.forward_stream(self.film(self.norm(x), emb), state)
-        return self.skip(x) + self.proj(self._activate(h)), state
+        return pointwise_conv(self.skip, x) + pointwise_conv(self.proj, self._activate(h)), state
 
 
 def _concat_cond(x: Tensor, cond: Tensor | None, cond_channels: int) -> Tensor:
@@ -196,7 +202,7 @@ class CausalTCN(nn.Module):
         for block, block_state in zip(self.blocks, state[1:], strict=True):
             h, block_state = block.forward_stream(h, emb, block_state)
             new_state.append(block_state)
-        return self.out_conv(F.silu(self.out_norm(h))), new_state
+        return pointwise_conv(self.out_conv, F.silu(self.out_norm(h))), new_state
 
 
 class UNet1D(nn.Module):

@@ -31,6 +31,7 @@ from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
 from latentdiff.core.models import load_model, resolve_checkpoint
 from latentdiff.se.audio import resample, validate_waveform
 from latentdiff.se.model import SEModel
+from latentdiff.se.streaming import RealtimePolicy, StreamSession
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "pretrained" / "se" / "enhancer.pt"
 FINAL_NAME = "final.pt"
@@ -66,7 +67,7 @@ class Enhancer:
     ) -> None:
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
         self.steps = self._check_steps(steps)
         self.seed = seed
@@ -102,6 +103,30 @@ class Enhancer:
     def nfe(self) -> int:
         """Denoiser evaluations per enhancement at the configured number of steps."""
         return self.model.nfe(self.steps)
+
+    def stream(
+        self,
+        sample_rate: int | None = None,
+        *,
+        steps: int | None = None,
+        seed: int | None = None,
+        realtime: RealtimePolicy | None = None,
+        backend: str = "onnxruntime",
+    ) -> StreamSession:
+        """A streaming session (``latentdiff.se.streaming``) at ``sample_rate`` (default: the
+        model's rate; other rates are resampled in and out with soxr's streaming resampler, which
+        adds its delay and makes the output differ slightly from ``enhance``). ``backend`` runs
+        single blocks with onnxruntime, torchscript or eager PyTorch (same output)."""
+        rate = self.sample_rate if sample_rate is None else _check_rate(sample_rate)
+        steps = self._check_steps(steps) if steps is not None else self.steps
+        return StreamSession(
+            self.model,
+            steps=self.model.default_steps if steps is None else steps,
+            seed=self.seed if seed is None else seed,
+            sample_rate=rate,
+            realtime=realtime,
+            backend=backend,
+        )
 
     def _check_steps(self, steps: int | None) -> int | None:
         if steps is None:

@@ -133,6 +133,12 @@ def synthesis_spectrum(stft: Stft, feats: Tensor, noisy_spec: Tensor, target: st
     return magnitude * phase
 
 
+def condition_input(noisy_feats: Tensor) -> Tensor:
+    """Noisy compressed features (B, 2F, T) -> the encoder input [Re; Im; log magnitude]."""
+    magnitude = features_to_target(noisy_feats, "magnitude")
+    return torch.cat([noisy_feats, torch.log(magnitude + 1e-3)], dim=1)
+
+
 class _CausalResBlock(nn.Module):
     """norm -> SiLU -> dilated causal conv, plus identity."""
 
@@ -143,6 +149,10 @@ class _CausalResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv(F.silu(self.norm(x)))
+
+    def residual_body(self) -> list[nn.Module]:
+        """The block computes ``x + body(x)`` with these layers as ``body``."""
+        return [self.norm, nn.SiLU(), self.conv]
 
 
 class CondEncoder(nn.Module):
@@ -240,8 +250,7 @@ class SEModel(nn.Module, ABC):
 
     def condition(self, noisy_feats: Tensor) -> Tensor:
         """Conditioning encoder over the noisy compressed [Re; Im; log magnitude] features."""
-        magnitude = features_to_target(noisy_feats, "magnitude")
-        return self.cond_encoder(torch.cat([noisy_feats, torch.log(magnitude + 1e-3)], dim=1))
+        return self.cond_encoder(condition_input(noisy_feats))
 
     @property
     def head_channels(self) -> int:

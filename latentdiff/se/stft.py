@@ -163,6 +163,11 @@ class StreamingStft:
         """Constant lag of the synthesised stream behind the input, in samples."""
         return self.stft.cfg.win - self.stft.cfg.hop
 
+    @property
+    def state_numel(self) -> int:
+        """Elements buffered between calls (at most win - hop input and output samples)."""
+        return sum(t.numel() for t in (self._pending, self._tail) if t is not None)
+
     def reset(self) -> None:
         """Forget buffered input and overlap-add state (start a new stream)."""
         self._pending = None
@@ -188,12 +193,15 @@ class StreamingStft:
         """(B, F, k) complex spectra -> (B, k * hop) output samples, by overlap-add."""
         win, hop = self.stft.cfg.win, self.stft.cfg.hop
         frames = self.stft.frame_signals(spec)
+        batch, n_frames = frames.shape[0], frames.shape[1]
         if self._tail is None:
-            self._tail = frames.new_zeros(frames.shape[0], win - hop)
-        outputs = [frames.new_zeros(frames.shape[0], 0)]
-        for index in range(frames.shape[1]):
-            segment = frames[:, index].clone()
-            segment[:, : win - hop] += self._tail
-            outputs.append(segment[:, :hop] / self.stft.envelope)
-            self._tail = segment[:, hop:]
-        return torch.cat(outputs, dim=1)
+            self._tail = frames.new_zeros(batch, win - hop)
+        if n_frames == 0:
+            return frames.new_zeros(batch, 0)
+        total = (n_frames - 1) * hop + win
+        summed = F.fold(
+            frames.transpose(1, 2), output_size=(1, total), kernel_size=(1, win), stride=(1, hop)
+        ).reshape(batch, total)
+        summed[:, : win - hop] += self._tail
+        self._tail = summed[:, n_frames * hop :]
+        return summed[:, : n_frames * hop] / self.stft.envelope.repeat(n_frames)

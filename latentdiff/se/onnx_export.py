@@ -1,0 +1,351 @@
+"""Per-block, stateful ONNX export of the streaming speech enhancer.
+
+One call of the exported graph enhances one block of ``downsample * hop`` new samples (one latent
+frame; 160 samples = 10 ms for the bundled model) and returns as many output samples. The graph is
+a pure function: every state is an explicit input ``state_*`` with a matching output
+``new_state_*`` of the same fixed shape, and the initial states are zeros. The states are the STFT
+analysis buffer (``win - hop`` past samples), the overlap-add tail, and the left context of every
+causal convolution: conditioning encoder, predictive head, autoencoder encoder, the denoiser once
+per sampler evaluation, and the two decoders ``D(z_pred + r)`` and ``D(z_pred)``.
+
+Inputs: ``audio`` (1, block), ``noise`` (1, latent_channels, 1) — standard normal sampling noise
+of this latent frame (``frame_noise([seed], frame_index, 1, channels)`` reproduces the offline
+model; unused, but kept for a uniform interface, at ``steps=0``) — and the states. Outputs:
+``enhanced`` (1, block) and the new states. Output block ``b`` holds the offline enhanced signal
+delayed by ``delay_samples = win - hop`` samples (the first ones belong to the left padding),
+exactly like ``StreamingStft.synthesize``.
+
+The FFTs are matmuls with DFT matrices (windows folded in) and complex values travel as real and
+imaginary parts, so the graph uses plain opset-17 operators. The sampler (any deterministic one) is
+unrolled with the model's sigmas. ``metadata_props`` hold the sample rate, block size, delay,
+latency, steps, the noise shape and every state's name and shape (JSON), which is all
+``latentdiff/se/onnx_runner.py`` needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from latentdiff.core.diffusion import get_sigmas
+from latentdiff.core.layers import CausalConv1d
+from latentdiff.core.samplers import SAMPLERS
+from latentdiff.se.audio import atomic_output
+from latentdiff.se.model import LatentSE, SEModel
+
+OPSET = 17
+AUDIO_INPUT = "audio"
+NOISE_INPUT = "noise"
+AUDIO_OUTPUT = "enhanced"
+STATE_PREFIX = "state_"
+NEW_STATE_PREFIX = "new_"
+_MAGNITUDE_FLOOR = 1e-6  # as in Stft.to_features / from_features
+_PHASE_FLOOR = 1e-12  # as in synthesis_spectrum
+
+
+def _check_exportable(model: SEModel, steps: int) -> None:
+    """Raise ValueError unless ``model`` runs block by block with fixed-size states."""
+    if not isinstance(model, LatentSE) or model.autoencoder is None or model.cfg.head != "mask":
+        raise ValueError(
+            "ONNX export supports the latent_se model with a mask head (the bundled enhancer), "
+            f"got kind={model.cfg.kind!r}, head={model.cfg.head!r}"
+        )
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if steps > 0 and model.cfg.diffusion.sampler == "ddpm":
+        raise ValueError("the ddpm sampler draws fresh noise per utterance; export another sampler")
+    for name, conv in model.named_modules():
+        if isinstance(conv, CausalConv1d) and conv.lookahead != conv.stride - 1:
+            raise ValueError(
+                f"{name} looks {conv.lookahead} frames ahead; a per-block export needs every "
+                "convolution to see no further than the end of its block (lookahead = stride - 1)"
+            )
+
+
+def _state_convs(module: nn.Module) -> list[tuple[str, CausalConv1d]]:
+    """Convolutions with a left context to carry over from block to block."""
+    return [
+        (name, m)
+        for name, m in module.named_modules()
+        if isinstance(m, CausalConv1d) and m.left_pad > 0
+    ]
+
+
+def _state_name(scope: str, conv_name: str) -> str:
+    return f"{STATE_PREFIX}{scope}_{conv_name.replace('.', '_')}"
+
+
+class _ConvStates:
+    """Routes the causal convolutions of a scope through ``forward_stream`` with named states."""
+
+    def __init__(self, states: dict[str, Tensor]) -> None:
+        self.states = states
+        self.updated: dict[str, Tensor] = {}
+
+    @contextlib.contextmanager
+    def streaming(self, scope: str, module: nn.Module) -> Iterator[None]:
+        convs = [(n, m) for n, m in module.named_modules() if isinstance(m, CausalConv1d)]
+        try:
+            for name, conv in convs:
+                # Without left context (kernel == stride) a block is its own receptive field.
+                if conv.left_pad:
+                    step = partial(self._step, conv, _state_name(scope, name))
+                else:
+                    step = conv.conv.forward
+                conv.forward = step  # type: ignore[method-assign]
+            yield
+        finally:
+            for _, conv in convs:
+                conv.__dict__.pop("forward", None)
+
+    def _step(self, conv: CausalConv1d, key: str, x: Tensor) -> Tensor:
+        # With lookahead = stride - 1 the buffered left context plus the block is exactly the
+        # receptive field of the block's outputs, and the last left_pad frames are the next state.
+        buffer = torch.cat([self.states[key], x], dim=-1)
+        self.updated[key] = buffer[..., x.shape[-1] :]
+        return conv.conv(buffer)
+
+
+def _dft_matrices(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Windowed real DFT (win, F) x2 and windowed inverse real DFT (F, win) x2, as float32.
+
+    ``frame @ a_re``, ``frame @ a_im`` equal ``rfft(frame * window, n_fft)``;
+    ``re @ s_re + im @ s_im`` equals ``irfft(re + j im, n_fft)[:win] * window``.
+    """
+    win = window.numel()
+    n_freqs = n_fft // 2 + 1
+    k = torch.arange(n_freqs, dtype=torch.int64)[:, None]
+    n = torch.arange(win, dtype=torch.int64)[None, :]
+    angle = (2.0 * math.pi / n_fft) * ((k * n) % n_fft).double()
+    w = window.double()[None, :]
+    weight = torch.full((n_freqs, 1), 2.0, dtype=torch.float64)
+    weight[0] = 1.0
+    if n_fft % 2 == 0:
+        weight[-1] = 1.0
+    cos, sin = torch.cos(angle) * w, torch.sin(angle) * w
+    return (
+        cos.T.float().contiguous(),
+        -sin.T.float().contiguous(),
+        (weight / n_fft * cos).float(),
+        (-weight / n_fft * sin).float(),
+    )
+
+
+class BlockEnhancer(nn.Module):
+    """One block of the streaming enhancer: ``(audio, noise, *states) -> (enhanced, *states)``."""
+
+    analysis_re: Tensor
+    analysis_im: Tensor
+    synthesis_re: Tensor
+    synthesis_im: Tensor
+    envelope: Tensor
+
+    def __init__(self, model: SEModel, steps: int | None = None) -> None:
+        super().__init__()
+        steps = model.default_steps if steps is None else steps
+        _check_exportable(model, steps)
+        assert isinstance(model, LatentSE) and model.autoencoder is not None
+        self.model = model.eval()
+        self.steps = steps
+        self.nfe = model.nfe(steps)
+        stft = model.stft.cfg
+        self.hop, self.win, self.compress = stft.hop, stft.win, stft.compress
+        self.block_samples = model.downsample * stft.hop
+        self.delay_samples = stft.win - stft.hop
+        self.noise_shape = (1, model.channels, 1)
+        for name, matrix in zip(
+            ("analysis_re", "analysis_im", "synthesis_re", "synthesis_im"),
+            _dft_matrices(stft.n_fft, model.stft.window),
+            strict=True,
+        ):
+            self.register_buffer(name, matrix, persistent=False)
+        self.register_buffer("envelope", model.stft.envelope.clone(), persistent=False)
+        self.state_shapes = self._state_shapes()
+
+    def _scopes(self) -> list[tuple[str, nn.Module]]:
+        model = self.model
+        assert isinstance(model, LatentSE) and model.autoencoder is not None
+        assert model.head is not None
+        scopes: list[tuple[str, nn.Module]] = [("cond_encoder", model.cond_encoder)]
+        scopes.append(("head", model.head))
+        if self.nfe > 0:
+            scopes.append(("encoder", model.autoencoder.encoder))
+            scopes += [(f"denoiser{i}", model.denoiser.net) for i in range(self.nfe)]
+            scopes.append(("decoder_sample", model.autoencoder.decoder))
+            scopes.append(("decoder_pred", model.autoencoder.decoder))
+        return scopes
+
+    def _state_shapes(self) -> dict[str, tuple[int, ...]]:
+        tail = (1, self.win - self.hop)
+        shapes = {f"{STATE_PREFIX}stft_input": tail, f"{STATE_PREFIX}ola_tail": tail}
+        for scope, module in self._scopes():
+            for name, conv in _state_convs(module):
+                shapes[_state_name(scope, name)] = (1, conv.in_channels, conv.left_pad)
+        return shapes
+
+    def initial_states(self) -> list[Tensor]:
+        """Zero states, in the order of ``state_shapes``."""
+        return [torch.zeros(shape) for shape in self.state_shapes.values()]
+
+    def forward(self, audio: Tensor, noise: Tensor, *states: Tensor) -> tuple[Tensor, ...]:
+        named = dict(zip(self.state_shapes, states, strict=True))
+        convs = _ConvStates(named)
+        stft_in, ola_in = f"{STATE_PREFIX}stft_input", f"{STATE_PREFIX}ola_tail"
+        real, imag, convs.updated[stft_in] = self._analyse(named[stft_in], audio)
+        feats = self._compressed(real, imag)
+        clean = self._enhance(feats, noise, convs)
+        out_re, out_im = self._synthesis_spectrum(clean, real, imag)
+        spectrum = out_re.transpose(1, 2), out_im.transpose(1, 2)
+        frames = spectrum[0] @ self.synthesis_re + spectrum[1] @ self.synthesis_im
+        enhanced, convs.updated[ola_in] = self._overlap_add(frames, named[ola_in])
+        return (enhanced, *(convs.updated[name] for name in self.state_shapes))
+
+    def _analyse(self, pending: Tensor, audio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(1, win - hop) buffered + (1, block) new samples -> Re, Im (1, F, frames), buffer."""
+        buffer = torch.cat([pending, audio], dim=1)
+        starts = range(0, self.block_samples, self.hop)
+        frames = torch.stack([buffer[:, k : k + self.win] for k in starts], dim=1)
+        real = (frames @ self.analysis_re).transpose(1, 2)
+        imag = (frames @ self.analysis_im).transpose(1, 2)
+        return real, imag, buffer[:, self.block_samples :]
+
+    def _compressed(self, real: Tensor, imag: Tensor) -> Tensor:
+        """``Stft.to_features`` on (Re, Im) pairs."""
+        magnitude = torch.sqrt(real.square() + imag.square())
+        gain = magnitude.clamp_min(_MAGNITUDE_FLOOR).pow(self.compress - 1.0)
+        return torch.cat([real * gain, imag * gain], dim=1)
+
+    def _enhance(self, feats: Tensor, noise: Tensor, convs: _ConvStates) -> Tensor:
+        """``LatentSE.enhance_features`` for one latent frame, with streamed convolutions."""
+        model = self.model
+        assert isinstance(model, LatentSE) and model.head is not None
+        with convs.streaming("cond_encoder", model.cond_encoder):
+            cond = model.condition(feats)
+        with convs.streaming("head", model.head):
+            estimate = model.apply_mask(model.head(cond, cond.new_zeros(1)), feats)
+        if self.nfe == 0:
+            return estimate
+        assert model.autoencoder is not None
+        with convs.streaming("encoder", model.autoencoder.encoder):
+            z_pred = model.encode(estimate)
+        full_cond = torch.cat([cond, z_pred], dim=1)
+        dcfg = model.cfg.diffusion
+        sigmas = get_sigmas(dcfg.schedule, self.steps, dcfg.sigma_min, dcfg.sigma_max)
+        calls = 0
+
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            nonlocal calls
+            with convs.streaming(f"denoiser{calls}", model.denoiser.net):
+                calls += 1
+                return model.denoiser(x, sigma, cond=full_cond)
+
+        residual = SAMPLERS[dcfg.sampler](denoise, float(sigmas[0]) * noise, sigmas).x
+        if calls != self.nfe:
+            raise ValueError(f"the {dcfg.sampler} sampler made {calls} calls, expected {self.nfe}")
+        with convs.streaming("decoder_sample", model.autoencoder.decoder):
+            sampled = model.decode(z_pred + residual)
+        with convs.streaming("decoder_pred", model.autoencoder.decoder):
+            predicted = model.decode(z_pred)
+        return estimate + sampled - predicted
+
+    def _synthesis_spectrum(
+        self, clean: Tensor, real: Tensor, imag: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``synthesis_spectrum`` on (Re, Im) pairs: target features -> output spectrum."""
+        c = self.compress
+        if self.model.cfg.target == "complex":
+            clean_re, clean_im = clean.chunk(2, dim=1)
+            magnitude = torch.sqrt(clean_re.square() + clean_im.square())
+            gain = magnitude.clamp_min(_MAGNITUDE_FLOOR**c).pow(1.0 / c - 1.0)
+            return clean_re * gain, clean_im * gain
+        magnitude = clean.clamp_min(0.0).pow(1.0 / c)
+        noisy_magnitude = torch.sqrt(real.square() + imag.square())
+        safe = noisy_magnitude.clamp_min(_PHASE_FLOOR)
+        voiced = noisy_magnitude > 0
+        unit_re = torch.where(voiced, real / safe, torch.ones_like(real))
+        unit_im = torch.where(voiced, imag / safe, torch.zeros_like(imag))
+        return magnitude * unit_re, magnitude * unit_im
+
+    def _overlap_add(self, frames: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
+        """Synthesis frames (1, frames, win) + tail -> (1, frames * hop) samples, new tail."""
+        overlap = self.win - self.hop
+        outputs = []
+        for k in range(frames.shape[1]):
+            frame = frames[:, k]
+            segment = torch.cat([frame[:, :overlap] + tail, frame[:, overlap:]], dim=1)
+            outputs.append(segment[:, : self.hop] / self.envelope)
+            tail = segment[:, self.hop :]
+        return torch.cat(outputs, dim=1), tail
+
+    def metadata(self) -> dict[str, str]:
+        """What a runner needs to build zero states and align the output (all strings)."""
+        model = self.model
+        return {
+            "sample_rate": str(model.sample_rate),
+            "block_samples": str(self.block_samples),
+            "delay_samples": str(self.delay_samples),
+            "latency_ms": str(model.latency_ms(self.steps)),
+            "steps": str(self.steps),
+            "noise_shape": json.dumps(list(self.noise_shape)),
+            "states": json.dumps({name: list(s) for name, s in self.state_shapes.items()}),
+        }
+
+
+def export_onnx(model: SEModel, path: str | Path, steps: int | None = None) -> Path:
+    """Write the per-block stateful ONNX graph of ``model`` at ``steps`` (default: the model's).
+
+    Missing parent directories are created; the file is written to a temporary name and renamed,
+    so ``path`` is either the old file or the complete new one. Raises ValueError for models that
+    cannot run block by block (see :class:`BlockEnhancer`).
+    """
+    block = BlockEnhancer(model, steps)
+    names = list(block.state_shapes)
+    audio, noise = torch.zeros(1, block.block_samples), torch.zeros(block.noise_shape)
+    args = (audio, noise, *block.initial_states())
+    with torch.no_grad():
+        _, *new_states = block(*args)
+    for (name, shape), new_state in zip(block.state_shapes.items(), new_states, strict=True):
+        if new_state.shape != shape:
+            raise ValueError(f"{name}: the state would not keep its shape {shape} across blocks")
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is legacy
+        # Shapes and sigmas are constants of the graph on purpose (one fixed-size block).
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            block,
+            args,
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[AUDIO_INPUT, NOISE_INPUT, *names],
+            output_names=[AUDIO_OUTPUT, *(NEW_STATE_PREFIX + name for name in names)],
+            do_constant_folding=True,
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    if all(value.name != NOISE_INPUT for value in graph.graph.input):  # dropped when unused
+        noise_input = onnx.helper.make_tensor_value_info(
+            NOISE_INPUT, onnx.TensorProto.FLOAT, block.noise_shape
+        )
+        graph.graph.input.insert(1, noise_input)
+    onnx.helper.set_model_props(graph, block.metadata())
+    onnx.checker.check_model(graph)
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        onnx.save(graph, str(tmp))
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model."""
+    return {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}

@@ -1,0 +1,315 @@
+"""Real-time streaming enhancement: ``Enhancer.stream()`` sessions.
+
+A :class:`StreamSession` takes audio blocks of any length and returns the enhanced samples that are
+ready. It runs the model one *block* at a time (a latent frame: ``downsample`` STFT hops, 10 ms for
+the bundled model) and keeps every state between calls: the STFT analysis buffer and overlap-add
+tail, the left context of every causal convolution, one denoiser state per sampler evaluation and
+the two decoder states. Sampling noise is drawn per latent frame (``frame_noise``), so the
+concatenated output equals ``Enhancer.enhance`` on the whole signal for any cutting into blocks,
+and per-block work and memory are constant. Several complete blocks in one call are processed
+together (same result, less overhead); a single block goes through a compiled kernel
+(``backend``: onnxruntime by default, see ``latentdiff.se.stream_path``).
+
+Delay: output sample ``n`` is returned once the STFT frame after it is complete, i.e. after input
+sample ``n + window - 1 + lookahead`` at the latest; this is the window + lookahead latency
+(15 ms for the bundled model). The DNS-challenge latency adds one hop for processing time (20 ms).
+
+Real time (``realtime=RealtimePolicy()``): a block whose processing takes longer than its duration
+(times ``budget``) is an overrun; the session steps down a ladder of cheaper levels (fewer sampler
+steps, then the predictive estimate alone, then pass-through of the input) and steps back up after
+``recover_after`` blocks processed well within budget. A level change restarts the model's states
+(the STFT states and the output timing are kept), so the output stays continuous in time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+import torch
+from torch import Tensor
+
+from latentdiff.se.model import LatentSE, PredictiveSE, SEModel, synthesis_spectrum
+from latentdiff.se.stft import StreamingStft
+from latentdiff.se.stream_path import BACKENDS, FeaturePath
+
+PASS_THROUGH = -1  # steps value of the pass-through level
+
+
+@dataclass
+class RealtimePolicy:
+    """Overrun handling for live input (see the module docstring)."""
+
+    budget: float = 1.0  # a block may take this fraction of its duration before it overruns
+    recover_budget: float = 0.5  # blocks under this fraction count towards stepping back up
+    recover_after: int = 200  # consecutive such blocks (2 s at 10 ms) before stepping up
+    clock: Callable[[], float] = time.perf_counter
+
+    def __post_init__(self) -> None:
+        if not 0 < self.recover_budget <= self.budget:
+            raise ValueError("need 0 < recover_budget <= budget")
+        if self.recover_after < 1:
+            raise ValueError(f"recover_after must be >= 1, got {self.recover_after}")
+
+
+@dataclass
+class StreamStats:
+    """Counters of a streaming session."""
+
+    blocks: int = 0  # model blocks processed
+    overruns: int = 0  # blocks over the real-time budget
+    level: int = 0  # 0 = full quality; higher = cheaper (see ``StreamSession.levels``)
+    steps: int = 0  # sampler steps at the current level (-1: pass-through)
+    compute_seconds: float = 0.0
+    audio_seconds: float = 0.0
+    max_block_ms: float = 0.0
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor so far: processing seconds per second of audio."""
+        return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+def step_ladder(model: SEModel, steps: int) -> list[int]:
+    """Sampler steps per degradation level: ``steps``, halved down to 1, 0, then pass-through."""
+    ladder = [steps]
+    while ladder[-1] > 1:
+        ladder.append(ladder[-1] // 2)
+    if ladder[-1] == 1 and model.nfe(0) == 0 and _has_estimate(model):
+        ladder.append(0)
+    return [*ladder, PASS_THROUGH]
+
+
+def _has_estimate(model: SEModel) -> bool:
+    if isinstance(model, LatentSE):
+        return model.head is not None
+    return isinstance(model, PredictiveSE)
+
+
+def _as_block(block: np.ndarray) -> np.ndarray:
+    """A process() block as float32 mono (n,): int16 scaled, (n, C) averaged, finite."""
+    if not isinstance(block, np.ndarray):
+        raise ValueError(f"block: expected a numpy array, got {type(block).__name__}")
+    if block.dtype == np.int16:
+        block = block.astype(np.float32) / 32768.0
+    elif np.issubdtype(block.dtype, np.floating):
+        block = block.astype(np.float32, copy=False)
+    else:
+        raise ValueError(f"block: expected float or int16 samples, got dtype {block.dtype}")
+    if block.ndim == 2:
+        block = block.mean(axis=1, dtype=np.float32)
+    elif block.ndim != 1:
+        raise ValueError(f"block: expected (n,) or (n, channels) samples, got shape {block.shape}")
+    if not np.isfinite(block).all():
+        raise ValueError("block: contains NaN or Inf samples")
+    return block
+
+
+class StreamSession:
+    """One enhancement stream; see the module docstring."""
+
+    def __init__(
+        self,
+        model: SEModel,
+        *,
+        steps: int,
+        seed: int = 0,
+        sample_rate: int | None = None,
+        realtime: RealtimePolicy | None = None,
+        backend: str = "onnxruntime",
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.model = model
+        self.seed = seed
+        self.model_rate = model.sample_rate
+        self.sample_rate = self.model_rate if sample_rate is None else sample_rate
+        self.realtime = realtime
+        self.levels = step_ladder(model, steps)
+        self.block_samples = model.downsample * model.cfg.stft.hop
+        self._block_seconds = self.block_samples / self.model_rate
+        self.stats = StreamStats()
+        self.reset()
+
+    # -- public interface
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency, DNS rule: window + hop + lookahead (at the model rate)."""
+        return self.model.latency_ms(self._steps_at(0))
+
+    @property
+    def latency_ms_window_convention(self) -> float:
+        """Latency counted as window + lookahead: the largest input-to-output delay."""
+        return self.latency_ms - 1000.0 * self.model.cfg.stft.hop / self.model_rate
+
+    @property
+    def state_numel(self) -> int:
+        """Elements held in all states; constant over a stream."""
+        pending = 0 if self._pending is None else self._pending.numel()
+        path = 0 if self._path is None else self._path.numel
+        return path + pending + self._stft.state_numel
+
+    def reset(self) -> None:
+        """Start a new stream: forget all input, states and counters."""
+        self.stats = StreamStats(steps=self._steps_at(0))
+        self._level = 0
+        self._calm = 0
+        self._path = self._new_path(0)
+        self._stft = StreamingStft(self.model.cfg.stft)
+        self._pending: Tensor | None = None  # complete STFT frames not yet in a block
+        self._frame = 0  # next latent frame index
+        self._received = 0  # model-rate samples received
+        self._emitted = 0  # model-rate samples returned
+        self._drop = self._stft.delay_samples
+        self._finished = False
+        self._received_in = 0
+        self._emitted_out = 0
+        self._down = self._resampler(self.sample_rate, self.model_rate)
+        self._up = self._resampler(self.model_rate, self.sample_rate)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Take any number of new samples; return the enhanced samples now ready (float32)."""
+        if self._finished:
+            raise RuntimeError("the stream was flushed; call reset() to start a new one")
+        samples = _as_block(block)
+        self._received_in += samples.size
+        if self._down is not None:
+            samples = self._down.resample_chunk(samples)
+        return self._output(self._consume(samples))
+
+    def flush(self) -> np.ndarray:
+        """End the stream: return the remaining enhanced samples."""
+        if self._finished:
+            raise RuntimeError("the stream was already flushed; call reset() to start a new one")
+        if self._down is not None:
+            tail = self._down.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            out = self._consume(tail)
+        else:
+            out = np.zeros(0, dtype=np.float32)
+        out = np.concatenate([out, self._finish()])
+        self._finished = True
+        return self._output(out, last=True)
+
+    # -- internals
+
+    def _resampler(self, rate_in: int, rate_out: int) -> soxr.ResampleStream | None:
+        if self.sample_rate == self.model_rate:
+            return None
+        return soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality="HQ")
+
+    def _steps_at(self, level: int) -> int:
+        return self.levels[level]
+
+    def _new_path(self, level: int) -> FeaturePath | None:
+        steps = self._steps_at(level)
+        if steps == PASS_THROUGH:
+            return None
+        return FeaturePath(self.model, steps, self.seed, self.backend)
+
+    def _output(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        """Model-rate output -> output at the session rate, aligned to the input length."""
+        if self._up is None:
+            return samples
+        out = self._up.resample_chunk(samples, last=last)
+        if last:
+            wanted = self._received_in - self._emitted_out - out.size
+            out = np.pad(out, (0, max(wanted, 0)))[: out.size + wanted]
+        self._emitted_out += out.size
+        return out.astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def _consume(self, samples: np.ndarray) -> np.ndarray:
+        self._received += samples.size
+        if samples.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        spec = self._stft.analyze(torch.from_numpy(samples)[None])
+        return self._run_frames(spec)
+
+    @torch.inference_mode()
+    def _finish(self) -> np.ndarray:
+        """Complete the last frames like the offline model (zero padding) and emit the rest."""
+        if self._received == 0:
+            return np.zeros(0, dtype=np.float32)
+        stft = self._stft.stft
+        total_frames = stft.frames_for(self._received)
+        pad = total_frames * stft.cfg.hop - self._received
+        spec = self._stft.analyze(torch.zeros(1, pad))
+        padding = -total_frames % self.model.downsample  # zero feature frames, as offline
+        spec = torch.cat([spec, spec.new_zeros(1, spec.shape[1], padding)], dim=-1)
+        remaining = self._received - self._emitted
+        out = self._run_frames(spec, keep=total_frames)[:remaining]
+        self._emitted += out.size - remaining
+        return out
+
+    def _run_frames(self, spec: Tensor, keep: int | None = None) -> np.ndarray:
+        """Add complete STFT frames; run every complete block; return the ready samples.
+
+        ``keep`` (at the end of a stream) is the number of real frames: later (padding) frames are
+        computed but not synthesised.
+        """
+        if self._pending is not None:
+            spec = torch.cat([self._pending, spec], dim=-1)
+        s = self.model.downsample
+        n_blocks = spec.shape[-1] // s
+        self._pending = spec[..., n_blocks * s :] if spec.shape[-1] % s else None
+        if n_blocks == 0:
+            return np.zeros(0, dtype=np.float32)
+        spec = spec[..., : n_blocks * s]
+        enhanced = self._enhance_blocks(spec, n_blocks)
+        if keep is not None:
+            enhanced = enhanced[..., : keep - self._frame * s]
+        self._frame += n_blocks
+        wave = self._stft.synthesize(enhanced)[0].numpy()
+        drop = min(self._drop, wave.size)
+        self._drop -= drop
+        wave = wave[drop:]
+        self._emitted += wave.size
+        return wave
+
+    def _enhance_blocks(self, spec: Tensor, n_blocks: int) -> Tensor:
+        """Complex spectra of ``n_blocks`` blocks -> enhanced spectra, timing the work."""
+        clock = self.realtime.clock if self.realtime else time.perf_counter
+        start = clock()
+        if self._path is None:
+            enhanced = spec
+        else:
+            feats = self.model.stft.to_features(spec)
+            target = self._path(feats, self._frame)
+            enhanced = synthesis_spectrum(self.model.stft, target, spec, self.model.cfg.target)
+        elapsed = clock() - start
+        self._account(elapsed, n_blocks)
+        return enhanced
+
+    def _account(self, elapsed: float, n_blocks: int) -> None:
+        stats = self.stats
+        stats.blocks += n_blocks
+        stats.compute_seconds += elapsed
+        stats.audio_seconds += n_blocks * self._block_seconds
+        per_block = elapsed / n_blocks
+        stats.max_block_ms = max(stats.max_block_ms, 1000 * per_block)
+        policy = self.realtime
+        if policy is None:
+            return
+        if per_block > policy.budget * self._block_seconds:
+            stats.overruns += n_blocks
+            self._calm = 0
+            self._set_level(min(self._level + 1, len(self.levels) - 1))
+        elif per_block <= policy.recover_budget * self._block_seconds:
+            self._calm += n_blocks
+            if self._calm >= policy.recover_after and self._level > 0:
+                self._calm = 0
+                self._set_level(self._level - 1)
+        else:
+            self._calm = 0
+
+    def _set_level(self, level: int) -> None:
+        if level != self._level:
+            self._level = level
+            self._path = self._new_path(level)
+            self.stats.level = level
+            self.stats.steps = self._steps_at(level)
