@@ -91,20 +91,24 @@ class CausalConv1d(nn.Module):
         return out, buffer[..., consumed:]
 
     def _conv_matmul(self, window: Tensor) -> Tensor:
-        """The convolution as one matrix product: much faster than conv1d for a few frames."""
+        """The convolution as one matrix product: much faster than conv1d for a few frames.
+
+        Each output frame's taps are one strided slice of ``window``, flattened channel-major
+        like ``weight.flatten(1)``.
+        """
         conv = self.conv
+        batch = window.shape[0]
         n_out = (window.shape[-1] - self.span) // self.stride + 1
-        last = (n_out - 1) * self.stride + 1
         dilation = conv.dilation[0]
-        taps = [
-            window[..., j * dilation : j * dilation + last : self.stride]
-            for j in range(conv.kernel_size[0])
+        columns = [
+            window[..., t * self.stride : t * self.stride + self.span : dilation].reshape(
+                batch, 1, -1
+            )
+            for t in range(n_out)
         ]
-        columns = torch.stack(taps, dim=-1).permute(0, 2, 1, 3)  # (B, n_out, in_ch, kernel)
-        out = F.linear(
-            columns.reshape(window.shape[0], n_out, -1), conv.weight.flatten(1), conv.bias
-        )
-        return out.transpose(1, 2)
+        stacked = columns[0] if n_out == 1 else torch.cat(columns, dim=1)
+        out = F.linear(stacked, conv.weight.flatten(1), conv.bias)  # (B, n_out, out_ch)
+        return out.reshape(batch, -1, 1) if n_out == 1 else out.transpose(1, 2)
 
 
 def pointwise_conv(conv: nn.Module, x: Tensor) -> Tensor:

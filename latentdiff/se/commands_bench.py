@@ -1,4 +1,4 @@
-"""``latentdiff bench se``: our speech-enhancement models against peer enhancers."""
+"""``latentdiff bench se`` and ``bench stream``: our enhancers against peer enhancers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from latentdiff.commands import CommandTable, named_path
-from latentdiff.se.peers import PEER_PACKAGES
+from latentdiff.se.peers import PEER_PACKAGES, missing_package
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -51,8 +51,56 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_stream(args: argparse.Namespace) -> int:
+    from latentdiff.se.bench_stream import results_table, run_stream_bench, write_stream_results
+
+    missing = {name: missing_package(name) for name in args.peers}
+    peers = tuple(name for name, reason in missing.items() if reason is None)
+    for name, reason in missing.items():
+        if reason is not None:
+            print(f"skipping {name}: {reason}")
+    results = run_stream_bench(
+        seconds=args.seconds,
+        steps=tuple(args.steps),
+        peers=peers,
+        model=args.model,
+        backend=args.backend,
+        input_path=args.input,
+    )
+    reference = next((r.name for r in results if r.name.startswith("DeepFilterNet3")), None)
+    print(results_table(results, reference))
+    if args.results is not None:
+        words = ["latentdiff", "bench", "stream", "--seconds", str(args.seconds)]
+        words += ["--steps", *map(str, args.steps), "--backend", args.backend]
+        words += ["--peers", *args.peers, "--results", str(args.results)]
+        if args.model is not None:
+            words += ["--model", str(args.model)]
+        if args.input is not None:
+            words += ["--input", str(args.input)]
+        print(f"wrote {write_stream_results(results, args.results, shlex.join(words))}")
+    return 0
+
+
 def add_commands(table: CommandTable) -> None:
-    """``bench se``."""
+    """``bench se`` and ``bench stream``."""
+    from latentdiff.se.stream_path import BACKENDS
+
+    stream = table.task("bench", "stream", "streaming enhancement: per-block time against peers")
+    stream.add_argument("--seconds", type=float, default=20.0, help="signal length (default 20)")
+    stream.add_argument("--input", type=Path, help="audio file to stream (default: seeded noise)")
+    stream.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4], help="sampler steps")
+    stream.add_argument("--model", type=Path, help="checkpoint or exp dir (default: bundled)")
+    stream.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    stream.add_argument(
+        "--peers",
+        nargs="*",
+        choices=["rnnoise", "deepfilternet3"],
+        default=["rnnoise", "deepfilternet3"],
+        help="streaming peers (missing packages are skipped)",
+    )
+    stream.add_argument("--results", type=Path, help="markdown report to write")
+    stream.set_defaults(run=_bench_stream)
+
     bench = table.task("bench", "se", "speech enhancement: our models against peer enhancers")
     bench.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir with spk1.scp")
     bench.add_argument("--results", type=Path, required=True, help="markdown report to write")

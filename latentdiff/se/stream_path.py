@@ -59,6 +59,7 @@ class FeaturePath:
         else:
             raise ValueError(f"cannot stream a {type(model).__name__}")
         self._kernel: Kernel | None = None
+        self._flat: list[Tensor] | None = None  # states while single blocks use the kernel
 
     def _build_latent(self, model: LatentSE, steps: int) -> None:
         if model.cfg.diffusion.sampler == "ddpm" and steps > 0:
@@ -83,10 +84,13 @@ class FeaturePath:
     @property
     def numel(self) -> int:
         """Elements held in the states (constant over a stream)."""
+        self._unpack()
         return sum(part.numel for part in self.parts())
 
     def states(self) -> list[Tensor]:
         """All states, flattened in a fixed order."""
+        if self._flat is not None:
+            return list(self._flat)
         return [t for part in self.parts() for t in _flatten(part.states)]
 
     def load_states(self, flat: Sequence[Tensor]) -> None:
@@ -110,12 +114,18 @@ class FeaturePath:
         frames = feats.shape[-1] // self.model.downsample
         noise = self.noise(first_frame, frames)
         if frames != 1 or self.backend == "eager":
+            self._unpack()
             return self.run(feats, noise)
         if self._kernel is None:
             self._kernel = kernel(self.model, self.steps, self.backend)
-        out, flat = self._kernel(feats, noise, self.states())
-        self.load_states(flat)
+        out, self._flat = self._kernel(feats, noise, self.states())
         return out
+
+    def _unpack(self) -> None:
+        """Move the kernel's flat states back into the parts."""
+        if self._flat is not None:
+            self.load_states(self._flat)
+            self._flat = None
 
     def run(self, feats: Tensor, noise: Tensor) -> Tensor:
         """Eager pass over a chunk of blocks with the given per-frame sampling ``noise``."""
