@@ -4,9 +4,12 @@ One call of the exported graph enhances one block of ``downsample * hop`` new sa
 frame; 160 samples = 10 ms for the bundled model) and returns as many output samples. The graph is
 a pure function: every state is an explicit input ``state_*`` with a matching output
 ``new_state_*`` of the same fixed shape, and the initial states are zeros. The states are the STFT
-analysis buffer (``win - hop`` past samples), the overlap-add tail, and the left context of every
-causal convolution: conditioning encoder, predictive head, autoencoder encoder, the denoiser once
-per sampler evaluation, and the two decoders ``D(z_pred + r)`` and ``D(z_pred)``.
+analysis buffer ``state_stft_pending`` (``win - hop`` past samples), the overlap-add tail
+``state_ola_tail``, and the streaming states of the model's feature path
+(:class:`~latentdiff.se.stream_path.FeaturePath`), named ``state_<part>_<index>`` after the part
+(``cond``, ``head``, ``encoder``, ``decoder``, ``denoise0``, ``denoise1``, ... one per sampler
+evaluation) and the state's position in that part's flattened states. Empty states (convolutions
+without left context) are not part of the interface.
 
 Inputs: ``audio`` (1, block), ``noise`` (1, latent_channels, 1) — standard normal sampling noise
 of this latent frame (``frame_noise([seed], frame_index, 1, channels)`` reproduces the offline
@@ -16,32 +19,28 @@ delayed by ``delay_samples = win - hop`` samples (the first ones belong to the l
 exactly like ``StreamingStft.synthesize``.
 
 The FFTs are matmuls with DFT matrices (windows folded in) and complex values travel as real and
-imaginary parts, so the graph uses plain opset-17 operators. The sampler (any deterministic one) is
-unrolled with the model's sigmas. ``metadata_props`` hold the sample rate, block size, delay,
-latency, steps, the noise shape and every state's name and shape (JSON), which is all
+imaginary parts, so the graph uses plain opset-17 operators; the feature path (sampler unrolled
+with the model's sigmas) is ``FeaturePath.run``. ``metadata_props`` hold the sample rate, block
+size, delay, latency, steps, the noise shape and every state's name and shape (JSON), which is all
 ``latentdiff/se/onnx_runner.py`` needs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
 import warnings
-from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import onnx
 import torch
 from torch import Tensor, nn
 
-from latentdiff.core.diffusion import get_sigmas
 from latentdiff.core.layers import CausalConv1d
-from latentdiff.core.samplers import SAMPLERS
 from latentdiff.se.audio import atomic_output
 from latentdiff.se.model import LatentSE, SEModel
+from latentdiff.se.stream_path import FeaturePath, flatten_states
 
 OPSET = 17
 AUDIO_INPUT = "audio"
@@ -49,6 +48,8 @@ NOISE_INPUT = "noise"
 AUDIO_OUTPUT = "enhanced"
 STATE_PREFIX = "state_"
 NEW_STATE_PREFIX = "new_"
+STFT_STATE = f"{STATE_PREFIX}stft_pending"
+OLA_STATE = f"{STATE_PREFIX}ola_tail"
 _MAGNITUDE_FLOOR = 1e-6  # as in Stft.to_features / from_features
 _PHASE_FLOOR = 1e-12  # as in synthesis_spectrum
 
@@ -72,48 +73,22 @@ def _check_exportable(model: SEModel, steps: int) -> None:
             )
 
 
-def _state_convs(module: nn.Module) -> list[tuple[str, CausalConv1d]]:
-    """Convolutions with a left context to carry over from block to block."""
-    return [
-        (name, m)
-        for name, m in module.named_modules()
-        if isinstance(m, CausalConv1d) and m.left_pad > 0
+def _model_state_names(path: FeaturePath) -> list[str]:
+    """``state_<part>_<index>`` for every tensor of ``path.states()``, in that order."""
+    labelled = [
+        ("cond", path.cond),
+        ("head", path.head),
+        ("encoder", path.encoder),
+        ("decoder", path.decoder),
+        *((f"denoise{k}", sampler) for k, sampler in enumerate(path.samplers)),
     ]
-
-
-def _state_name(scope: str, conv_name: str) -> str:
-    return f"{STATE_PREFIX}{scope}_{conv_name.replace('.', '_')}"
-
-
-class _ConvStates:
-    """Routes the causal convolutions of a scope through ``forward_stream`` with named states."""
-
-    def __init__(self, states: dict[str, Tensor]) -> None:
-        self.states = states
-        self.updated: dict[str, Tensor] = {}
-
-    @contextlib.contextmanager
-    def streaming(self, scope: str, module: nn.Module) -> Iterator[None]:
-        convs = [(n, m) for n, m in module.named_modules() if isinstance(m, CausalConv1d)]
-        try:
-            for name, conv in convs:
-                # Without left context (kernel == stride) a block is its own receptive field.
-                if conv.left_pad:
-                    step = partial(self._step, conv, _state_name(scope, name))
-                else:
-                    step = conv.conv.forward
-                conv.forward = step  # type: ignore[method-assign]
-            yield
-        finally:
-            for _, conv in convs:
-                conv.__dict__.pop("forward", None)
-
-    def _step(self, conv: CausalConv1d, key: str, x: Tensor) -> Tensor:
-        # With lookahead = stride - 1 the buffered left context plus the block is exactly the
-        # receptive field of the block's outputs, and the last left_pad frames are the next state.
-        buffer = torch.cat([self.states[key], x], dim=-1)
-        self.updated[key] = buffer[..., x.shape[-1] :]
-        return conv.conv(buffer)
+    parts = [(label, part) for label, part in labelled if part is not None]
+    assert [part for _, part in parts] == path.parts(), "a part of the feature path is unnamed"
+    return [
+        f"{STATE_PREFIX}{label}_{index}"
+        for label, part in parts
+        for index in range(len(flatten_states(part.states)))
+    ]
 
 
 def _dft_matrices(n_fft: int, window: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -154,10 +129,10 @@ class BlockEnhancer(nn.Module):
         super().__init__()
         steps = model.default_steps if steps is None else steps
         _check_exportable(model, steps)
-        assert isinstance(model, LatentSE) and model.autoencoder is not None
+        assert isinstance(model, LatentSE)
         self.model = model.eval()
         self.steps = steps
-        self.nfe = model.nfe(steps)
+        self.path = FeaturePath(model, steps, seed=0)
         stft = model.stft.cfg
         self.hop, self.win, self.compress = stft.hop, stft.win, stft.compress
         self.block_samples = model.downsample * stft.hop
@@ -170,45 +145,30 @@ class BlockEnhancer(nn.Module):
         ):
             self.register_buffer(name, matrix, persistent=False)
         self.register_buffer("envelope", model.stft.envelope.clone(), persistent=False)
-        self.state_shapes = self._state_shapes()
-
-    def _scopes(self) -> list[tuple[str, nn.Module]]:
-        model = self.model
-        assert isinstance(model, LatentSE) and model.autoencoder is not None
-        assert model.head is not None
-        scopes: list[tuple[str, nn.Module]] = [("cond_encoder", model.cond_encoder)]
-        scopes.append(("head", model.head))
-        if self.nfe > 0:
-            scopes.append(("encoder", model.autoencoder.encoder))
-            scopes += [(f"denoiser{i}", model.denoiser.net) for i in range(self.nfe)]
-            scopes.append(("decoder_sample", model.autoencoder.decoder))
-            scopes.append(("decoder_pred", model.autoencoder.decoder))
-        return scopes
-
-    def _state_shapes(self) -> dict[str, tuple[int, ...]]:
+        # Empty model states stay inside the graph: an exporter drops inputs it never reads.
+        self._zero_model_states = self.path.states()
         tail = (1, self.win - self.hop)
-        shapes = {f"{STATE_PREFIX}stft_input": tail, f"{STATE_PREFIX}ola_tail": tail}
-        for scope, module in self._scopes():
-            for name, conv in _state_convs(module):
-                shapes[_state_name(scope, name)] = (1, conv.in_channels, conv.left_pad)
-        return shapes
+        self.state_shapes = {STFT_STATE: tail, OLA_STATE: tail}
+        for name, state in zip(_model_state_names(self.path), self._zero_model_states, strict=True):
+            if state.numel():
+                self.state_shapes[name] = tuple(state.shape)
 
     def initial_states(self) -> list[Tensor]:
         """Zero states, in the order of ``state_shapes``."""
         return [torch.zeros(shape) for shape in self.state_shapes.values()]
 
     def forward(self, audio: Tensor, noise: Tensor, *states: Tensor) -> tuple[Tensor, ...]:
-        named = dict(zip(self.state_shapes, states, strict=True))
-        convs = _ConvStates(named)
-        stft_in, ola_in = f"{STATE_PREFIX}stft_input", f"{STATE_PREFIX}ola_tail"
-        real, imag, convs.updated[stft_in] = self._analyse(named[stft_in], audio)
-        feats = self._compressed(real, imag)
-        clean = self._enhance(feats, noise, convs)
+        pending, tail, *model_states = states
+        given = iter(model_states)
+        self.path.load_states([next(given) if z.numel() else z for z in self._zero_model_states])
+        real, imag, pending = self._analyse(pending, audio)
+        clean = self.path.run(self._compressed(real, imag), noise)
         out_re, out_im = self._synthesis_spectrum(clean, real, imag)
         spectrum = out_re.transpose(1, 2), out_im.transpose(1, 2)
         frames = spectrum[0] @ self.synthesis_re + spectrum[1] @ self.synthesis_im
-        enhanced, convs.updated[ola_in] = self._overlap_add(frames, named[ola_in])
-        return (enhanced, *(convs.updated[name] for name in self.state_shapes))
+        enhanced, tail = self._overlap_add(frames, tail)
+        new_states = zip(self.path.states(), self._zero_model_states, strict=True)
+        return (enhanced, pending, tail, *(new for new, zero in new_states if zero.numel()))
 
     def _analyse(self, pending: Tensor, audio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(1, win - hop) buffered + (1, block) new samples -> Re, Im (1, F, frames), buffer."""
@@ -224,39 +184,6 @@ class BlockEnhancer(nn.Module):
         magnitude = torch.sqrt(real.square() + imag.square())
         gain = magnitude.clamp_min(_MAGNITUDE_FLOOR).pow(self.compress - 1.0)
         return torch.cat([real * gain, imag * gain], dim=1)
-
-    def _enhance(self, feats: Tensor, noise: Tensor, convs: _ConvStates) -> Tensor:
-        """``LatentSE.enhance_features`` for one latent frame, with streamed convolutions."""
-        model = self.model
-        assert isinstance(model, LatentSE) and model.head is not None
-        with convs.streaming("cond_encoder", model.cond_encoder):
-            cond = model.condition(feats)
-        with convs.streaming("head", model.head):
-            estimate = model.apply_mask(model.head(cond, cond.new_zeros(1)), feats)
-        if self.nfe == 0:
-            return estimate
-        assert model.autoencoder is not None
-        with convs.streaming("encoder", model.autoencoder.encoder):
-            z_pred = model.encode(estimate)
-        full_cond = torch.cat([cond, z_pred], dim=1)
-        dcfg = model.cfg.diffusion
-        sigmas = get_sigmas(dcfg.schedule, self.steps, dcfg.sigma_min, dcfg.sigma_max)
-        calls = 0
-
-        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-            nonlocal calls
-            with convs.streaming(f"denoiser{calls}", model.denoiser.net):
-                calls += 1
-                return model.denoiser(x, sigma, cond=full_cond)
-
-        residual = SAMPLERS[dcfg.sampler](denoise, float(sigmas[0]) * noise, sigmas).x
-        if calls != self.nfe:
-            raise ValueError(f"the {dcfg.sampler} sampler made {calls} calls, expected {self.nfe}")
-        with convs.streaming("decoder_sample", model.autoencoder.decoder):
-            sampled = model.decode(z_pred + residual)
-        with convs.streaming("decoder_pred", model.autoencoder.decoder):
-            predicted = model.decode(z_pred)
-        return estimate + sampled - predicted
 
     def _synthesis_spectrum(
         self, clean: Tensor, real: Tensor, imag: Tensor

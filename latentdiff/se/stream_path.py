@@ -91,7 +91,7 @@ class FeaturePath:
         """All states, flattened in a fixed order."""
         if self._flat is not None:
             return list(self._flat)
-        return [t for part in self.parts() for t in _flatten(part.states)]
+        return [t for part in self.parts() for t in flatten_states(part.states)]
 
     def load_states(self, flat: Sequence[Tensor]) -> None:
         """Replace all states from a list in :meth:`states` order."""
@@ -183,16 +183,17 @@ class FeaturePath:
         return SAMPLERS[dcfg.sampler](denoise, float(sigmas[0]) * noise, sigmas, seeds=seeds).x
 
 
-def _flatten(states: Any) -> list[Tensor]:
+def flatten_states(states: Any) -> list[Tensor]:
+    """The tensors of a (nested) streaming state, in ``FeaturePath.states`` order."""
     if isinstance(states, Tensor):
         return [states]
     if isinstance(states, list):
-        return [t for sub in states for t in _flatten(sub)]
+        return [t for sub in states for t in flatten_states(sub)]
     return []
 
 
 def _unflatten(template: Any, values: Iterator[Tensor]) -> Any:
-    """``template``'s nested structure, refilled from ``values`` in ``_flatten`` order."""
+    """``template``'s nested structure, refilled from ``values`` in ``flatten_states`` order."""
     if isinstance(template, Tensor):
         return next(values)
     if isinstance(template, list):

@@ -120,7 +120,7 @@ def test_blocks_equal_offline_output_delayed(
 
 
 def test_metadata_describes_every_state(exported: Callable[[int | None], Path]) -> None:
-    for steps, scopes in [(None, ("denoiser1", "encoder", "decoder_pred")), (0, ())]:
+    for steps, parts in [(None, ("denoise1", "encoder", "decoder")), (0, ())]:
         path = exported(steps)
         meta = read_metadata(path)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -129,7 +129,7 @@ def test_metadata_describes_every_state(exported: Callable[[int | None], Path]) 
         states = json.loads(meta["states"])
         assert inputs == {"audio": [1, 160], "noise": [1, 48, 1], **states}
         assert outputs == {"enhanced": [1, 160], **{f"new_{k}": v for k, v in states.items()}}
-        assert states["state_stft_input"] == states["state_ola_tail"] == [1, DELAY]
+        assert states["state_stft_pending"] == states["state_ola_tail"] == [1, DELAY]
         assert (meta["sample_rate"], meta["block_samples"], meta["delay_samples"]) == (
             "16000",
             "160",
@@ -137,10 +137,23 @@ def test_metadata_describes_every_state(exported: Callable[[int | None], Path]) 
         )
         assert float(meta["latency_ms"]) == 20.0
         assert meta["steps"] == ("2" if steps is None else "0")
-        for scope in ("cond_encoder", "head", *scopes):
-            assert any(name.startswith(f"state_{scope}_") for name in states), scope
+        for part in ("cond", "head", *parts):
+            assert any(name.startswith(f"state_{part}_") for name in states), part
+        assert all(0 not in shape for shape in states.values())
         if steps == 0:
-            assert not any("denoiser" in name or "decoder" in name for name in states)
+            diffusion = ("state_encoder", "state_decoder", "state_denoise")
+            assert not any(name.startswith(diffusion) for name in states)
+
+
+def test_state_names_follow_the_feature_path(exported: Callable[[int | None], Path]) -> None:
+    states = json.loads(read_metadata(exported(None))["states"])  # default: 2 steps
+    # Per part: its non-empty states (kernel-1 convolutions hold none), in path.states() order.
+    parts = [("cond", 6), ("head", 7), ("encoder", 6), ("decoder", 7)]
+    parts += [("denoise0", 7), ("denoise1", 7)]  # one TCN per dpmpp_2m step
+    expected = [f"state_{part}_{index}" for part, count in parts for index in range(count)]
+    assert list(states) == ["state_stft_pending", "state_ola_tail", *expected]
+    assert states["state_decoder_0"] == [2, 48, 2]  # D(z_pred + r) and D(z_pred) in one batch
+    assert states["state_denoise1_6"] == [1, 64, 64]
 
 
 def test_stream_of_any_cutting_equals_offline(
@@ -216,7 +229,7 @@ def test_other_targets_and_samplers_match_offline(tmp_path: Path) -> None:
     small = tiny_model(target="complex", sampler="heun")  # 2 steps = 3 denoiser calls
     path = export_onnx(small, tmp_path / "tiny.onnx", steps=2)
     states = json.loads(read_metadata(path)["states"])
-    assert {f"state_denoiser{i}_in_conv" for i in range(3)} <= states.keys()
+    assert {f"state_denoise{i}_0" for i in range(3)} <= states.keys()
     wave = sf.read(str(CLIP), dtype="float32")[0][:4800]
     streamed = run_blocks(path, wave, noise_of(small, SEED))
     reference = small.enhance(torch.from_numpy(wave)[None], [SEED], 2)[0].numpy()
