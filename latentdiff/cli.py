@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "latentdiff.se.commands_model",
     "latentdiff.se.commands_bench",
     "latentdiff.se.commands_export",
+    "latentdiff.se.commands_stream",
 )
 
 

@@ -15,7 +15,8 @@ Environment: PYTHON  interpreter to create .venv with (default: python3; needs >
 EOF
 }
 
-SYSTEM_PACKAGES=(espeak-ng sox ffmpeg libsndfile1 libportaudio2)
+SYSTEM_PACKAGES=(espeak-ng sox ffmpeg libsndfile1 libportaudio2 libasound2-plugins pulseaudio
+  pulseaudio-utils)
 REQUIRED_PACKAGES=(espeak-ng libsndfile1)
 
 with_system=true

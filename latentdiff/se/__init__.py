@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Enhancer"]
+__all__ = ["STREAM_BACKENDS", "Enhancer"]
+
+STREAM_BACKENDS = ("onnxruntime", "torchscript", "eager")  # single-block streaming kernels
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from latentdiff.commands import CommandTable, named_path
+from latentdiff.se import STREAM_BACKENDS
 from latentdiff.se.peers import PEER_PACKAGES, missing_package
 
 
@@ -83,14 +84,12 @@ def _bench_stream(args: argparse.Namespace) -> int:
 
 def add_commands(table: CommandTable) -> None:
     """``bench se`` and ``bench stream``."""
-    from latentdiff.se.stream_path import BACKENDS
-
     stream = table.task("bench", "stream", "streaming enhancement: per-block time against peers")
     stream.add_argument("--seconds", type=float, default=20.0, help="signal length (default 20)")
     stream.add_argument("--input", type=Path, help="audio file to stream (default: seeded noise)")
     stream.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4], help="sampler steps")
     stream.add_argument("--model", type=Path, help="checkpoint or exp dir (default: bundled)")
-    stream.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    stream.add_argument("--backend", choices=STREAM_BACKENDS, default="onnxruntime")
     stream.add_argument(
         "--peers",
         nargs="*",

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from latentdiff.se.audio import resample, validate_waveform
-from latentdiff.se.metrics import align_delay, shift
 
 RATE = 16000
 INT16_SCALE = 32768.0
@@ -54,6 +53,8 @@ class Peer:
         """Delay-compensated float32 output of the same length as ``x``."""
         wave = validate_waveform(x, name="input")
         out = _fit(self.process(wave), wave.size + max(self.delay, 0))
+        from latentdiff.se.metrics import shift
+
         return _fit(shift(out, -self.delay), wave.size)
 
 
@@ -182,6 +183,8 @@ def estimate_delay(
     peer: Peer, noisy: list[np.ndarray], clean: list[np.ndarray], max_lag: int = 1600
 ) -> int:
     """Median lag of the peer's raw output against the clean references (see ``align_delay``)."""
+    from latentdiff.se.metrics import align_delay
+
     if not noisy or len(noisy) != len(clean):
         raise ValueError("need equally many (>= 1) noisy and clean waveforms")
     lags = [align_delay(peer.process(x), ref, max_lag) for x, ref in zip(noisy, clean, strict=True)]

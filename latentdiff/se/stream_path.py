@@ -28,9 +28,10 @@ from torch import Tensor, nn
 from latentdiff.core.diffusion import get_sigmas
 from latentdiff.core.samplers import SAMPLERS
 from latentdiff.core.streaming import LayerStream, TcnStream
+from latentdiff.se import STREAM_BACKENDS
 from latentdiff.se.model import LatentSE, PredictiveSE, SEModel, condition_input, frame_noise
 
-BACKENDS = ("onnxruntime", "torchscript", "eager")
+BACKENDS = STREAM_BACKENDS
 Kernel = Callable[[Tensor, Tensor, list[Tensor]], tuple[Tensor, list[Tensor]]]
 _KERNELS: weakref.WeakKeyDictionary[SEModel, dict[tuple[int, str], Kernel]] = (
     weakref.WeakKeyDictionary()

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from latentdiff.se.model import LatentSE, PredictiveSE, SEModel, synthesis_spectrum
 from latentdiff.se.stft import StreamingStft
-from latentdiff.se.stream_path import BACKENDS, FeaturePath
+from latentdiff.se.stream_path import BACKENDS, FeaturePath, kernel
 
 PASS_THROUGH = -1  # steps value of the pass-through level
 
@@ -171,6 +171,14 @@ class StreamSession:
         self._emitted_out = 0
         self._down = self._resampler(self.sample_rate, self.model_rate)
         self._up = self._resampler(self.model_rate, self.sample_rate)
+
+    def warm_up(self) -> None:
+        """Build the compiled single-block kernels now (every level's with a real-time policy),
+        so that neither the first blocks nor a level change stall a live stream."""
+        levels = self.levels if self.realtime is not None else self.levels[:1]
+        for steps in levels:
+            if steps != PASS_THROUGH and self.backend != "eager":
+                kernel(self.model, steps, self.backend)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Take any number of new samples; return the enhanced samples now ready (float32)."""
