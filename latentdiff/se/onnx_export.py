@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from latentdiff.core.layers import CausalConv1d
 from latentdiff.se.audio import atomic_output
-from latentdiff.se.model import LatentSE, SEModel
+from latentdiff.se.model import SEModel
 from latentdiff.se.stream_path import FeaturePath, flatten_states
 
 OPSET = 17
@@ -56,13 +56,10 @@ _PHASE_FLOOR = 1e-12  # as in synthesis_spectrum
 
 def _check_exportable(model: SEModel, steps: int) -> None:
     """Raise ValueError unless ``model`` runs block by block with fixed-size states."""
-    if not isinstance(model, LatentSE) or model.autoencoder is None or model.cfg.head != "mask":
-        raise ValueError(
-            "ONNX export supports the latent_se model with a mask head (the bundled enhancer), "
-            f"got kind={model.cfg.kind!r}, head={model.cfg.head!r}"
-        )
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if steps > 0 and model.nfe(steps) == 0:
+        raise ValueError(f"the {model.cfg.kind} model has no diffusion steps to set")
     if steps > 0 and model.cfg.diffusion.sampler == "ddpm":
         raise ValueError("the ddpm sampler draws fresh noise per utterance; export another sampler")
     for name, conv in model.named_modules():
@@ -129,7 +126,6 @@ class BlockEnhancer(nn.Module):
         super().__init__()
         steps = model.default_steps if steps is None else steps
         _check_exportable(model, steps)
-        assert isinstance(model, LatentSE)
         self.model = model.eval()
         self.steps = steps
         self.path = FeaturePath(model, steps, seed=0)
@@ -137,7 +133,7 @@ class BlockEnhancer(nn.Module):
         self.hop, self.win, self.compress = stft.hop, stft.win, stft.compress
         self.block_samples = model.downsample * stft.hop
         self.delay_samples = stft.win - stft.hop
-        self.noise_shape = (1, model.channels, 1)
+        self.noise_shape = tuple(self.path.noise(0, 1).shape)
         for name, matrix in zip(
             ("analysis_re", "analysis_im", "synthesis_re", "synthesis_im"),
             _dft_matrices(stft.n_fft, model.stft.window),
@@ -146,10 +142,12 @@ class BlockEnhancer(nn.Module):
             self.register_buffer(name, matrix, persistent=False)
         self.register_buffer("envelope", model.stft.envelope.clone(), persistent=False)
         # Empty model states stay inside the graph: an exporter drops inputs it never reads.
-        self._zero_model_states = self.path.states()
+        self.model_state_template = self.path.states()
         tail = (1, self.win - self.hop)
         self.state_shapes = {STFT_STATE: tail, OLA_STATE: tail}
-        for name, state in zip(_model_state_names(self.path), self._zero_model_states, strict=True):
+        for name, state in zip(
+            _model_state_names(self.path), self.model_state_template, strict=True
+        ):
             if state.numel():
                 self.state_shapes[name] = tuple(state.shape)
 
@@ -160,14 +158,14 @@ class BlockEnhancer(nn.Module):
     def forward(self, audio: Tensor, noise: Tensor, *states: Tensor) -> tuple[Tensor, ...]:
         pending, tail, *model_states = states
         given = iter(model_states)
-        self.path.load_states([next(given) if z.numel() else z for z in self._zero_model_states])
+        self.path.load_states([next(given) if z.numel() else z for z in self.model_state_template])
         real, imag, pending = self._analyse(pending, audio)
         clean = self.path.run(self._compressed(real, imag), noise)
         out_re, out_im = self._synthesis_spectrum(clean, real, imag)
         spectrum = out_re.transpose(1, 2), out_im.transpose(1, 2)
         frames = spectrum[0] @ self.synthesis_re + spectrum[1] @ self.synthesis_im
         enhanced, tail = self._overlap_add(frames, tail)
-        new_states = zip(self.path.states(), self._zero_model_states, strict=True)
+        new_states = zip(self.path.states(), self.model_state_template, strict=True)
         return (enhanced, pending, tail, *(new for new, zero in new_states if zero.numel()))
 
     def _analyse(self, pending: Tensor, audio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -228,14 +226,8 @@ class BlockEnhancer(nn.Module):
         }
 
 
-def export_onnx(model: SEModel, path: str | Path, steps: int | None = None) -> Path:
-    """Write the per-block stateful ONNX graph of ``model`` at ``steps`` (default: the model's).
-
-    Missing parent directories are created; the file is written to a temporary name and renamed,
-    so ``path`` is either the old file or the complete new one. Raises ValueError for models that
-    cannot run block by block (see :class:`BlockEnhancer`).
-    """
-    block = BlockEnhancer(model, steps)
+def to_onnx(block: BlockEnhancer) -> onnx.ModelProto:
+    """The ONNX graph of ``block``, with its metadata, checked."""
     names = list(block.state_shapes)
     audio, noise = torch.zeros(1, block.block_samples), torch.zeros(block.noise_shape)
     args = (audio, noise, *block.initial_states())
@@ -267,6 +259,17 @@ def export_onnx(model: SEModel, path: str | Path, steps: int | None = None) -> P
         graph.graph.input.insert(1, noise_input)
     onnx.helper.set_model_props(graph, block.metadata())
     onnx.checker.check_model(graph)
+    return graph
+
+
+def export_onnx(model: SEModel, path: str | Path, steps: int | None = None) -> Path:
+    """Write the per-block stateful ONNX graph of ``model`` at ``steps`` (default: the model's).
+
+    Missing parent directories are created; the file is written to a temporary name and renamed,
+    so ``path`` is either the old file or the complete new one. Raises ValueError for models that
+    cannot run block by block (see :class:`BlockEnhancer`).
+    """
+    graph = to_onnx(BlockEnhancer(model, steps))
     path = Path(path)
     with atomic_output(path) as tmp:
         onnx.save(graph, str(tmp))

@@ -168,6 +168,16 @@ class StreamingStft:
         """Elements buffered between calls (at most win - hop input and output samples)."""
         return sum(t.numel() for t in (self._pending, self._tail) if t is not None)
 
+    def state(self) -> tuple[Tensor, Tensor]:
+        """(analysis buffer, overlap-add tail), each (1, win - hop), when fed whole hops."""
+        zeros = torch.zeros(1, self.stft.cfg.win - self.stft.cfg.hop)
+        pending = zeros if self._pending is None else self._pending
+        return pending, zeros if self._tail is None else self._tail
+
+    def load_state(self, pending: Tensor, tail: Tensor) -> None:
+        """Set the analysis buffer and overlap-add tail (see :meth:`state`)."""
+        self._pending, self._tail = pending, tail
+
     def reset(self) -> None:
         """Forget buffered input and overlap-add state (start a new stream)."""
         self._pending = None

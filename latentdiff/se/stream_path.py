@@ -1,53 +1,32 @@
-"""The model's feature path run block by block, and fast single-block kernels for it.
+"""The model's feature path run block by block.
 
 :class:`FeaturePath` holds the streaming states of every causal part of an enhancement model and
 maps noisy features to enhanced target features chunk by chunk (``run``), exactly like the offline
-``enhance_features``. A chunk of one block, the real-time case, can instead go through a compiled
-*kernel* of the same computation with the states as explicit inputs and outputs:
-
-- ``onnxruntime`` (default): the block exported to ONNX and run by onnxruntime; about 4x less
-  time per block than eager PyTorch on one thread (Python overhead dominates such small tensors);
-- ``torchscript``: a TorchScript trace of the block;
-- ``eager``: plain PyTorch.
-
-Kernels are built once per (model, steps) and shared by all sessions in the process.
+``enhance_features``. Compiled single-block kernels of the same computation are in
+``latentdiff.se.stream_kernels``.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from latentdiff.core.diffusion import get_sigmas
 from latentdiff.core.samplers import SAMPLERS
 from latentdiff.core.streaming import LayerStream, TcnStream
-from latentdiff.se import STREAM_BACKENDS
 from latentdiff.se.model import LatentSE, PredictiveSE, SEModel, condition_input, frame_noise
-
-BACKENDS = STREAM_BACKENDS
-Kernel = Callable[[Tensor, Tensor, list[Tensor]], tuple[Tensor, list[Tensor]]]
-_KERNELS: weakref.WeakKeyDictionary[SEModel, dict[tuple[int, str], Kernel]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 class FeaturePath:
     """Noisy features -> enhanced target features of one model, keeping all streaming states."""
 
-    def __init__(self, model: SEModel, steps: int, seed: int, backend: str = "eager") -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    def __init__(self, model: SEModel, steps: int, seed: int) -> None:
         self.model = model
         self.steps = steps
         self.seed = seed
-        self.backend = backend
         self.cond = LayerStream(list(model.cond_encoder.layers))
         self.head: TcnStream | None = None
         self.encoder: LayerStream | None = None
@@ -59,8 +38,6 @@ class FeaturePath:
             self._build_latent(model, steps)
         else:
             raise ValueError(f"cannot stream a {type(model).__name__}")
-        self._kernel: Kernel | None = None
-        self._flat: list[Tensor] | None = None  # states while single blocks use the kernel
 
     def _build_latent(self, model: LatentSE, steps: int) -> None:
         if model.cfg.diffusion.sampler == "ddpm" and steps > 0:
@@ -85,13 +62,10 @@ class FeaturePath:
     @property
     def numel(self) -> int:
         """Elements held in the states (constant over a stream)."""
-        self._unpack()
         return sum(part.numel for part in self.parts())
 
     def states(self) -> list[Tensor]:
         """All states, flattened in a fixed order."""
-        if self._flat is not None:
-            return list(self._flat)
         return [t for part in self.parts() for t in flatten_states(part.states)]
 
     def load_states(self, flat: Sequence[Tensor]) -> None:
@@ -102,31 +76,15 @@ class FeaturePath:
 
     def noise(self, first_frame: int, frames: int) -> Tensor:
         """Initial sampling noise of latent frames ``first_frame ..`` (a dummy without sampler)."""
-        if not self.samplers:
+        if not isinstance(self.model, LatentSE):
             return torch.zeros(1, 1, frames)
-        assert isinstance(self.model, LatentSE)
+        if not self.samplers:
+            return torch.zeros(1, self.model.channels, frames)
         return frame_noise([self.seed], first_frame, frames, self.model.channels)
 
     def __call__(self, feats: Tensor, first_frame: int) -> Tensor:
-        """Noisy features (1, 2F, s L) of latent frames ``first_frame ..`` -> target features.
-
-        One block goes through the backend's kernel; longer chunks run eagerly in one pass.
-        """
-        frames = feats.shape[-1] // self.model.downsample
-        noise = self.noise(first_frame, frames)
-        if frames != 1 or self.backend == "eager":
-            self._unpack()
-            return self.run(feats, noise)
-        if self._kernel is None:
-            self._kernel = kernel(self.model, self.steps, self.backend)
-        out, self._flat = self._kernel(feats, noise, self.states())
-        return out
-
-    def _unpack(self) -> None:
-        """Move the kernel's flat states back into the parts."""
-        if self._flat is not None:
-            self.load_states(self._flat)
-            self._flat = None
+        """Noisy features (1, 2F, s L) of latent frames ``first_frame ..`` -> target features."""
+        return self.run(feats, self.noise(first_frame, feats.shape[-1] // self.model.downsample))
 
     def run(self, feats: Tensor, noise: Tensor) -> Tensor:
         """Eager pass over a chunk of blocks with the given per-frame sampling ``noise``."""
@@ -200,67 +158,3 @@ def _unflatten(template: Any, values: Iterator[Tensor]) -> Any:
     if isinstance(template, list):
         return [_unflatten(sub, values) for sub in template]
     return template
-
-
-class _Block(nn.Module):
-    """One block of a fresh :class:`FeaturePath` as a function of (feats, noise, *states)."""
-
-    def __init__(self, model: SEModel, steps: int) -> None:
-        super().__init__()
-        self.model = model
-        self.path = FeaturePath(model, steps, seed=0)
-
-    def example(self) -> tuple[Tensor, ...]:
-        feats = torch.zeros(1, self.model.feature_channels, self.model.downsample)
-        return (feats, self.path.noise(0, 1), *self.path.states())
-
-    def forward(self, feats: Tensor, noise: Tensor, *flat: Tensor) -> tuple[Tensor, ...]:
-        self.path.load_states(flat)
-        return (self.path.run(feats, noise), *self.path.states())
-
-
-def kernel(model: SEModel, steps: int, backend: str) -> Kernel:
-    """The cached single-block kernel of ``model`` at ``steps`` for ``backend``."""
-    cache = _KERNELS.setdefault(model, {})
-    key = (steps, backend)
-    if key not in cache:
-        if any(p.requires_grad for p in model.parameters()):
-            raise ValueError("streaming kernels need a frozen model: call requires_grad_(False)")
-        build = _onnxruntime_kernel if backend == "onnxruntime" else _torchscript_kernel
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cache[key] = build(_Block(model, steps))
-    return cache[key]
-
-
-def _torchscript_kernel(block: _Block) -> Kernel:
-    traced = torch.jit.trace(block, block.example(), check_trace=False)
-
-    def run(feats: Tensor, noise: Tensor, flat: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        out, *states = traced(feats, noise, *flat)
-        return out, states
-
-    return run
-
-
-def _onnxruntime_kernel(block: _Block) -> Kernel:
-    import onnxruntime as ort
-
-    example = block.example()
-    names = ["feats", "noise", *(f"state_{i}" for i in range(len(example) - 2))]
-    buffer = io.BytesIO()
-    torch.onnx.export(block, example, buffer, input_names=names, dynamo=False, opset_version=17)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    used = [i for i, name in enumerate(names) if name in {x.name for x in session.get_inputs()}]
-    used_names = [names[i] for i in used]
-
-    def run(feats: Tensor, noise: Tensor, flat: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        values = [feats, noise, *flat]
-        feed = {name: values[i].numpy() for name, i in zip(used_names, used, strict=True)}
-        out, *states = session.run(None, feed)
-        return torch.from_numpy(out), [torch.from_numpy(np.asarray(s)) for s in states]
-
-    return run

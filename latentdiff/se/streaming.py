@@ -24,6 +24,7 @@ steps, then the predictive estimate alone, then pass-through of the input) and s
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,9 +33,11 @@ import soxr
 import torch
 from torch import Tensor
 
+from latentdiff.se import STREAM_BACKENDS as BACKENDS
 from latentdiff.se.model import LatentSE, PredictiveSE, SEModel, synthesis_spectrum
 from latentdiff.se.stft import StreamingStft
-from latentdiff.se.stream_path import BACKENDS, FeaturePath, kernel
+from latentdiff.se.stream_kernels import BlockKernel, block_kernel
+from latentdiff.se.stream_path import FeaturePath
 
 PASS_THROUGH = -1  # steps value of the pass-through level
 
@@ -133,6 +136,7 @@ class StreamSession:
         self.block_samples = model.downsample * model.cfg.stft.hop
         self._block_seconds = self.block_samples / self.model_rate
         self.stats = StreamStats()
+        self._no_kernel: set[int] = set()
         self.reset()
 
     # -- public interface
@@ -151,8 +155,8 @@ class StreamSession:
     def state_numel(self) -> int:
         """Elements held in all states; constant over a stream."""
         pending = 0 if self._pending is None else self._pending.numel()
-        path = 0 if self._path is None else self._path.numel
-        return path + pending + self._stft.state_numel
+        path = 0 if self._path is None else sum(t.numel() for t in self._path_states())
+        return path + pending + self._stft.state_numel + self._raw.size
 
     def reset(self) -> None:
         """Start a new stream: forget all input, states and counters."""
@@ -160,8 +164,10 @@ class StreamSession:
         self._level = 0
         self._calm = 0
         self._path = self._new_path(0)
+        self._flat: list[Tensor] | None = None  # path states while blocks run in the kernel
         self._stft = StreamingStft(self.model.cfg.stft)
-        self._pending: Tensor | None = None  # complete STFT frames not yet in a block
+        self._raw = np.zeros(0, dtype=np.float32)  # model-rate samples short of a block
+        self._pending: Tensor | None = None  # complete STFT frames short of a block (at the end)
         self._frame = 0  # next latent frame index
         self._received = 0  # model-rate samples received
         self._emitted = 0  # model-rate samples returned
@@ -177,8 +183,7 @@ class StreamSession:
         so that neither the first blocks nor a level change stall a live stream."""
         levels = self.levels if self.realtime is not None else self.levels[:1]
         for steps in levels:
-            if steps != PASS_THROUGH and self.backend != "eager":
-                kernel(self.model, steps, self.backend)
+            self._kernel(steps)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Take any number of new samples; return the enhanced samples now ready (float32)."""
@@ -215,9 +220,29 @@ class StreamSession:
 
     def _new_path(self, level: int) -> FeaturePath | None:
         steps = self._steps_at(level)
-        if steps == PASS_THROUGH:
+        return None if steps == PASS_THROUGH else FeaturePath(self.model, steps, self.seed)
+
+    def _kernel(self, steps: int) -> BlockKernel | None:
+        """The compiled block kernel at ``steps``, or None (eager backend, pass-through, or a
+        model that cannot run per block: then the eager path runs, with a warning)."""
+        if self.backend == "eager" or steps == PASS_THROUGH or steps in self._no_kernel:
             return None
-        return FeaturePath(self.model, steps, self.seed, self.backend)
+        try:
+            return block_kernel(self.model, steps, self.backend)
+        except ValueError as err:
+            warnings.warn(f"no {self.backend} kernel ({err}); streaming eagerly", stacklevel=3)
+            self._no_kernel.add(steps)
+            return None
+
+    def _path_states(self) -> list[Tensor]:
+        assert self._path is not None
+        return self._flat if self._flat is not None else self._path.states()
+
+    def _sync_path(self) -> None:
+        """Hand the kernel's states back to the feature path (before an eager pass)."""
+        if self._flat is not None and self._path is not None:
+            self._path.load_states(self._flat)
+        self._flat = None
 
     def _output(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
         """Model-rate output -> output at the session rate, aligned to the input length."""
@@ -232,11 +257,36 @@ class StreamSession:
 
     @torch.inference_mode()
     def _consume(self, samples: np.ndarray) -> np.ndarray:
+        """Buffer new samples; process every complete block; return the ready samples."""
         self._received += samples.size
-        if samples.size == 0:
+        raw = np.concatenate([self._raw, samples]) if self._raw.size else samples
+        n_blocks = raw.size // self.block_samples
+        chunk, self._raw = (
+            raw[: n_blocks * self.block_samples],
+            raw[n_blocks * self.block_samples :],
+        )
+        if n_blocks == 0:
             return np.zeros(0, dtype=np.float32)
-        spec = self._stft.analyze(torch.from_numpy(samples)[None])
-        return self._run_frames(spec)
+        clock = self.realtime.clock if self.realtime else time.perf_counter
+        start = clock()
+        kernel = self._kernel(self._steps_at(self._level)) if n_blocks == 1 else None
+        if kernel is not None:
+            wave = self._kernel_block(kernel, chunk)
+        else:
+            wave = self._run_frames(self._stft.analyze(torch.from_numpy(chunk)[None]))
+        self._account(clock() - start, n_blocks)
+        return self._emit(wave)
+
+    def _kernel_block(self, kernel: BlockKernel, chunk: np.ndarray) -> np.ndarray:
+        """One block through the compiled kernel; the states move in and out of it."""
+        assert self._path is not None
+        pending, tail = self._stft.state()
+        noise = self._path.noise(self._frame, 1)
+        audio = torch.from_numpy(chunk)[None]
+        out, pending, tail, self._flat = kernel(audio, noise, pending, tail, self._path_states())
+        self._stft.load_state(pending, tail)
+        self._frame += 1
+        return out[0].numpy()
 
     @torch.inference_mode()
     def _finish(self) -> np.ndarray:
@@ -246,16 +296,16 @@ class StreamSession:
         stft = self._stft.stft
         total_frames = stft.frames_for(self._received)
         pad = total_frames * stft.cfg.hop - self._received
-        spec = self._stft.analyze(torch.zeros(1, pad))
+        rest = np.concatenate([self._raw, np.zeros(pad, dtype=np.float32)])
+        self._raw = np.zeros(0, dtype=np.float32)
+        spec = self._stft.analyze(torch.from_numpy(rest)[None])
         padding = -total_frames % self.model.downsample  # zero feature frames, as offline
         spec = torch.cat([spec, spec.new_zeros(1, spec.shape[1], padding)], dim=-1)
         remaining = self._received - self._emitted
-        out = self._run_frames(spec, keep=total_frames)[:remaining]
-        self._emitted += out.size - remaining
-        return out
+        return self._emit(self._run_frames(spec, keep=total_frames))[:remaining]
 
     def _run_frames(self, spec: Tensor, keep: int | None = None) -> np.ndarray:
-        """Add complete STFT frames; run every complete block; return the ready samples.
+        """Eager pass over complete STFT frames: run every complete block, synthesise.
 
         ``keep`` (at the end of a stream) is the number of real frames: later (padding) frames are
         computed but not synthesised.
@@ -268,30 +318,24 @@ class StreamSession:
         if n_blocks == 0:
             return np.zeros(0, dtype=np.float32)
         spec = spec[..., : n_blocks * s]
-        enhanced = self._enhance_blocks(spec, n_blocks)
+        enhanced = spec
+        if self._path is not None:
+            self._sync_path()
+            feats = self.model.stft.to_features(spec)
+            target = self._path(feats, self._frame)
+            enhanced = synthesis_spectrum(self.model.stft, target, spec, self.model.cfg.target)
         if keep is not None:
             enhanced = enhanced[..., : keep - self._frame * s]
         self._frame += n_blocks
-        wave = self._stft.synthesize(enhanced)[0].numpy()
+        return self._stft.synthesize(enhanced)[0].numpy()
+
+    def _emit(self, wave: np.ndarray) -> np.ndarray:
+        """Drop the synthesis delay's leading samples; count what is returned."""
         drop = min(self._drop, wave.size)
         self._drop -= drop
         wave = wave[drop:]
         self._emitted += wave.size
         return wave
-
-    def _enhance_blocks(self, spec: Tensor, n_blocks: int) -> Tensor:
-        """Complex spectra of ``n_blocks`` blocks -> enhanced spectra, timing the work."""
-        clock = self.realtime.clock if self.realtime else time.perf_counter
-        start = clock()
-        if self._path is None:
-            enhanced = spec
-        else:
-            feats = self.model.stft.to_features(spec)
-            target = self._path(feats, self._frame)
-            enhanced = synthesis_spectrum(self.model.stft, target, spec, self.model.cfg.target)
-        elapsed = clock() - start
-        self._account(elapsed, n_blocks)
-        return enhanced
 
     def _account(self, elapsed: float, n_blocks: int) -> None:
         stats = self.stats
@@ -319,5 +363,6 @@ class StreamSession:
         if level != self._level:
             self._level = level
             self._path = self._new_path(level)
+            self._flat = None
             self.stats.level = level
             self.stats.steps = self._steps_at(level)
