@@ -174,13 +174,23 @@ class Enhancer:
         return out
 
 
-def export_model(source: str | Path, destination: str | Path, *, half: bool = True) -> Path:
+def export_model(
+    source: str | Path, destination: str | Path, *, half: bool = True, steps: int | None = None
+) -> Path:
     """Write a compact inference checkpoint: EMA weights (matrices in fp16 if ``half``) + spec.
 
     ``source`` is a checkpoint or an experiment dir; loading casts the weights back to float32.
+    ``steps`` sets the default number of sampler steps of the exported model.
     """
     path = _model_path(source)
     state = load_checkpoint(path)
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        config = state["extra"]["model"]["config"]
+        if config.get("kind") == "predictive":
+            raise ValueError("the predictive model has no sampler steps")
+        config["diffusion"]["steps"] = steps
     weights = state["ema"] if state.get("ema") is not None else state["model"]
     if half:
         weights = {

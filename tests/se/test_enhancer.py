@@ -159,6 +159,10 @@ def test_from_pretrained_exp_dir_and_fp16_export(tmp_path: Path) -> None:
     assert np.abs(loaded.enhance(x, SR) - reference).max() < 1e-2 * np.abs(reference).max() + 1e-4
     with pytest.raises(FileNotFoundError):
         Enhancer.from_pretrained(tmp_path / "missing")
+    one_step = Enhancer.from_pretrained(export_model(exp, tmp_path / "one.pt", steps=1))
+    assert one_step.model.default_steps == 1 and one_step.nfe == 1
+    with pytest.raises(ValueError, match="steps"):
+        export_model(exp, tmp_path / "none.pt", steps=0)
 
 
 def _clip(name: str, kind: str) -> np.ndarray:

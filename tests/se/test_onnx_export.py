@@ -120,7 +120,7 @@ def test_blocks_equal_offline_output_delayed(
 
 
 def test_metadata_describes_every_state(exported: Callable[[int | None], Path]) -> None:
-    for steps, parts in [(None, ("denoise1", "encoder", "decoder")), (0, ())]:
+    for steps, parts in [(2, ("denoise1", "encoder", "decoder")), (0, ())]:
         path = exported(steps)
         meta = read_metadata(path)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -136,7 +136,7 @@ def test_metadata_describes_every_state(exported: Callable[[int | None], Path]) 
             str(DELAY),
         )
         assert float(meta["latency_ms"]) == 20.0
-        assert meta["steps"] == ("2" if steps is None else "0")
+        assert meta["steps"] == str(steps)
         for part in ("cond", "head", *parts):
             assert any(name.startswith(f"state_{part}_") for name in states), part
         assert all(0 not in shape for shape in states.values())
@@ -146,7 +146,7 @@ def test_metadata_describes_every_state(exported: Callable[[int | None], Path]) 
 
 
 def test_state_names_follow_the_feature_path(exported: Callable[[int | None], Path]) -> None:
-    states = json.loads(read_metadata(exported(None))["states"])  # default: 2 steps
+    states = json.loads(read_metadata(exported(2))["states"])
     # Per part: its non-empty states (kernel-1 convolutions hold none), in path.states() order.
     parts = [("cond", 6), ("head", 7), ("encoder", 6), ("decoder", 7)]
     parts += [("denoise0", 7), ("denoise1", 7)]  # one TCN per dpmpp_2m step

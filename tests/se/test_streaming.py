@@ -57,7 +57,7 @@ def test_any_block_partition_equals_offline(enhancer, noisy, offline, cuts, step
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torchscript"])
 def test_compiled_single_block_kernels_equal_offline(enhancer, noisy, offline, backend) -> None:
-    session = enhancer.stream(backend=backend)
+    session = enhancer.stream(steps=2, backend=backend)
     cuts = [*range(0, noisy.size, 160), 4001, 4002, 4003]
     out = stream_all(session, noisy, cuts)
     assert np.abs(out - offline[2]).max() <= 1e-4
@@ -72,7 +72,7 @@ def test_one_sample_blocks_and_int16(enhancer, noisy) -> None:
 
 
 def test_reset_starts_a_new_stream(enhancer, noisy, offline) -> None:
-    session = enhancer.stream(backend="eager")
+    session = enhancer.stream(steps=2, backend="eager")
     session.process(noisy[::-1].copy())
     session.reset()
     out = stream_all(session, noisy, [1234, 5000])
@@ -157,7 +157,7 @@ def test_overruns_degrade_then_recover(enhancer, noisy, monkeypatch) -> None:
 
     monkeypatch.setattr(FeaturePath, "__call__", slow_call)
     policy = RealtimePolicy(recover_after=20, clock=clock)
-    session = enhancer.stream(realtime=policy, backend="eager")
+    session = enhancer.stream(steps=2, realtime=policy, backend="eager")
     assert session.levels == [2, 1, 0, PASS_THROUGH]
     x = np.tile(noisy, 3)
     outs = [session.process(x[i : i + 160]) for i in range(0, 8000, 160)]
@@ -193,7 +193,7 @@ def test_step_ladder(enhancer) -> None:
 
 
 def test_bad_blocks_raise_and_lose_nothing(enhancer, noisy, offline) -> None:
-    session = enhancer.stream(backend="eager")
+    session = enhancer.stream(steps=2, backend="eager")
     first = session.process(noisy[:4000])
     bad = noisy[:100].copy()
     bad[3] = np.nan
@@ -210,7 +210,7 @@ def test_bad_blocks_raise_and_lose_nothing(enhancer, noisy, offline) -> None:
 
 
 def test_stereo_blocks_are_averaged(enhancer, noisy, offline) -> None:
-    session = enhancer.stream(backend="eager")
+    session = enhancer.stream(steps=2, backend="eager")
     stereo = np.stack([noisy, noisy], axis=1)
     out = np.concatenate([session.process(stereo), session.flush()])
     assert np.abs(out - offline[2]).max() <= 1e-4
