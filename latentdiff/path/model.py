@@ -48,8 +48,7 @@ def from_residual(residual: Tensor, guide: Tensor) -> Tensor:
 
 def fold(x: Tensor, factor: int) -> Tensor:
     """(B, C, T) -> (B, C * factor, T / factor): ``factor`` consecutive frames become channels."""
-    b, c, t = x.shape
-    return x.reshape(b, c, t // factor, factor).transpose(2, 3).reshape(b, c * factor, -1)
+    return x.unflatten(2, (-1, factor)).transpose(2, 3).flatten(1, 2)
 
 
 @dataclass

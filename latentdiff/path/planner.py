@@ -6,9 +6,10 @@
    holes (every obstacle joined to the border, as in mazes), so there is only one class.
 2. The A* guide is split into pieces whose bounding box fits the model's window (one piece for
    maps up to the window size); each piece is refined in its own window crop.
-3. All pieces of all problems go through the network in one batch: ``candidates`` samples each,
-   decoded, endpoints pinned, verified segment by segment; valid ones are tautened, so the network
-   mainly proposes homotopy classes (ways around obstacles) other than the guide's.
+3. All pieces of all problems go through the network in one batch (a compiled kernel by default,
+   see :class:`PlannerConfig`): ``candidates`` samples each, decoded, endpoints pinned, verified
+   segment by segment; valid ones are tautened, so the network mainly proposes homotopy classes
+   (ways around obstacles) other than the guide's.
 4. Per piece the shortest valid path wins, the tautened guide piece included. Repair (re-routing
    the colliding stretches of the least-colliding sample with A*) runs only when no sample is
    valid and some sample is shorter than the tautened guide piece; a failed repair keeps the
@@ -40,11 +41,12 @@ from latentdiff.path.data import (
     box_fits,
     crop_window,
     denormalise,
-    map_features,
     normalise,
     window_origin,
 )
+from latentdiff.path.features import window_features
 from latentdiff.path.geometry import path_is_free, points_are_free, segments_are_free
+from latentdiff.path.kernels import ProposalKernel, initial_noise, proposal_kernel
 from latentdiff.path.maps import as_occupancy, validate_endpoints
 from latentdiff.path.metrics import path_length, resample_path
 from latentdiff.path.model import PathDiffusion
@@ -64,9 +66,17 @@ Problem = tuple[Any, Sequence[float], Sequence[float]]
 _TOLERANCE = 1e-9
 
 
+BACKENDS = ("onnxruntime", "eager")
+
+
 @dataclass
 class PlannerConfig:
-    """Sampling and selection settings (the model itself comes from its checkpoint)."""
+    """Sampling and selection settings (the model itself comes from its checkpoint).
+
+    ``backend`` runs the network call as a compiled kernel ("onnxruntime", see
+    :mod:`latentdiff.path.kernels`) or as eager PyTorch ("eager"); both draw the same noise and
+    give the same samples within float rounding.
+    """
 
     candidates: int = 8
     steps: int = 3
@@ -74,6 +84,13 @@ class PlannerConfig:
     seed: int = 0
     margin: int = 2
     repair: bool = True
+    backend: str = "onnxruntime"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "onnxruntime" and self.sampler == "ddpm":
+            raise ValueError("ddpm draws fresh noise at every step; use backend='eager' for it")
 
 
 @dataclass
@@ -166,12 +183,18 @@ def repair(occ: np.ndarray, points: np.ndarray) -> np.ndarray | None:
 
 
 class Planner:
-    """Plans collision-free any-angle paths on occupancy grids; see the module docstring."""
+    """Plans collision-free any-angle paths on occupancy grids; see the module docstring.
+
+    With the "onnxruntime" backend the constructor builds the network kernel (about a second,
+    once per model and sampling settings in a process), so the first plan is not slowed down.
+    """
 
     def __init__(self, model: PathDiffusion, config: PlannerConfig | None = None) -> None:
         self.model = model.eval()
         self.config = config if config is not None else PlannerConfig()
         self._window_macs: dict[int, float] = {}
+        if self.config.backend == "onnxruntime":  # build the kernel now, not in the first plan
+            self._kernel()
 
     def window_macs(self, nfe: int) -> float:
         """Multiply-accumulates of refining one window with ``nfe`` evaluations (cached)."""
@@ -287,7 +310,7 @@ class Planner:
                     points=points,
                     origin=origin,
                     crop=crop,
-                    maps=map_features(crop[None])[0],
+                    maps=window_features(crop),
                     endpoints=normalise(ends, window).astype(np.float32),
                     guide=normalise(resample_path(local, n), window).T.astype(np.float32),
                 )
@@ -300,24 +323,40 @@ class Planner:
         if not pieces:
             return np.empty((0, k, self.model.cfg.n_waypoints, 2)), 0, 0.0
         began = time.perf_counter()
-        seeds = torch.tensor(
-            [mix_seed(self.config.seed, p.index, c) for p in pieces for c in range(k)],
-            dtype=torch.int64,
-        )
-        samples, nfe = self.model.propose(
-            torch.from_numpy(np.stack([p.maps for p in pieces])),
-            torch.from_numpy(np.stack([p.endpoints for p in pieces])),
-            torch.from_numpy(np.stack([p.guide for p in pieces])),
-            seeds,
-            candidates=k,
-            steps=self.config.steps,
-            sampler=self.config.sampler,
-        )
+        maps = np.stack([p.maps for p in pieces])
+        endpoints = np.stack([p.endpoints for p in pieces])
+        guide = np.stack([p.guide for p in pieces])
+        seeds = torch.cat([self._seeds(p.index) for p in pieces])
+        if self.config.backend == "eager":
+            samples, nfe = self.model.propose(
+                torch.from_numpy(maps),
+                torch.from_numpy(endpoints),
+                torch.from_numpy(guide),
+                seeds,
+                candidates=k,
+                steps=self.config.steps,
+                sampler=self.config.sampler,
+            )
+            samples = samples.numpy()
+        else:
+            kernel = self._kernel()
+            shape = kernel.noise_shape
+            noise = initial_noise(seeds, shape[1:]).reshape(len(pieces), *shape).numpy()
+            samples, nfe = kernel(maps, endpoints, guide, noise), kernel.nfe
         window = self.model.cfg.window
-        points = denormalise(samples.double().numpy().transpose(0, 2, 1), window)
+        points = denormalise(samples.astype(np.float64).transpose(0, 2, 1), window)
         points = points.reshape(len(pieces), k, -1, 2)
         points += np.stack([p.origin for p in pieces])[:, None, None, :]
         return points, nfe, time.perf_counter() - began
+
+    def _kernel(self) -> ProposalKernel:
+        config = self.config
+        return proposal_kernel(self.model, config.candidates, config.steps, config.sampler)
+
+    def _seeds(self, piece: int) -> torch.Tensor:
+        """Sampling seeds of the candidates of the ``piece``-th window of a route."""
+        seed, k = self.config.seed, self.config.candidates
+        return torch.tensor([mix_seed(seed, piece, c) for c in range(k)], dtype=torch.int64)
 
     def _choose(
         self, context: dict[str, Any], piece: _Piece, candidates: np.ndarray, guide: np.ndarray

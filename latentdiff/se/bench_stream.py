@@ -74,7 +74,9 @@ def bench_ours(
     block = session.block_samples
     session.process(np.zeros(block, dtype=np.float32))  # builds the compiled kernel
     times = time_blocks(session.process, signal, block, warmup)
-    label = f"ours, {steps} steps ({enhancer.model.nfe(steps)} NFE), {backend}"
+    plural = "" if steps == 1 else "s"
+    default = ", default" if steps == enhancer.model.default_steps else ""
+    label = f"ours, {steps} step{plural} ({enhancer.model.nfe(steps)} NFE{default}), {backend}"
     return StreamTiming(
         name=label,
         block_ms=1000.0 * block / enhancer.sample_rate,

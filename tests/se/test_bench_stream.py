@@ -32,5 +32,5 @@ def test_bench_stream_cli_writes_a_report(tmp_path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     text = report.read_text()
-    assert "ours, 1 steps (1 NFE), eager" in text and "RNNoise" in text
+    assert "ours, 1 step (1 NFE, default), eager" in text and "RNNoise" in text
     assert "latentdiff bench stream --seconds 2.0 --steps 1" in text
