@@ -100,6 +100,12 @@ class Enhancer:
         return self.model.latency_ms(self.steps)
 
     @property
+    def latency_ms_window_convention(self) -> float:
+        """Latency counted as window + lookahead (the DNS rule adds one hop)."""
+        hop_ms = 1000.0 * self.model.cfg.stft.hop / self.sample_rate
+        return self.latency_ms - hop_ms
+
+    @property
     def nfe(self) -> int:
         """Denoiser evaluations per enhancement at the configured number of steps."""
         return self.model.nfe(self.steps)

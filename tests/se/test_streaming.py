@@ -118,6 +118,7 @@ def test_impulse_delay_matches_reported_latency(enhancer, phase) -> None:
     session = enhancer.stream(backend="eager")
     assert session.latency_ms == pytest.approx(20.0)  # DNS rule: window + hop + lookahead
     assert session.latency_ms_window_convention == pytest.approx(15.0)
+    assert enhancer.latency_ms_window_convention == pytest.approx(15.0)
     n0 = 1600 + phase
     x = np.zeros(4000, dtype=np.float32)
     x[n0] = 0.5
