@@ -200,6 +200,16 @@ SAMPLERS: dict[str, SamplerFn] = {
 }
 
 
+def initial_noise(
+    seeds: Tensor,
+    shape: Sequence[int],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Standard normal start of sampling, (len(seeds), *shape), before scaling by ``sigmas[0]``."""
+    return randn_seeded(mix_seeds(seeds, _INIT_STREAM), shape, dtype=dtype, device=device)
+
+
 def sample(
     name: str,
     denoiser: DenoiserFn,
@@ -222,7 +232,7 @@ def sample(
     if seeds is not None:
         if seeds.shape != (shape[0],):
             raise ValueError(f"seeds must have shape ({shape[0]},), got {tuple(seeds.shape)}")
-        noise = randn_seeded(mix_seeds(seeds, _INIT_STREAM), shape[1:], dtype=dtype, device=device)
+        noise = initial_noise(seeds, shape[1:], dtype=dtype, device=device)
     else:
         if generator is None:
             generator = _default_generator()

@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from latentdiff.core.diffusion import get_sigmas, guided
-from latentdiff.core.random import mix_seeds, randn_seeded
-from latentdiff.core.samplers import _INIT_STREAM, SAMPLERS
+from latentdiff.core.samplers import SAMPLERS
 from latentdiff.path.model import PathDiffusion, from_residual
 
 OPSET = 17
@@ -35,10 +34,6 @@ _KERNELS: weakref.WeakKeyDictionary[PathDiffusion, dict[tuple[int, int, str], Pr
     weakref.WeakKeyDictionary()
 )
 
-
-def initial_noise(seeds: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Standard normal start of sampling (len(seeds), *shape), drawn as core ``sample`` draws it."""
-    return randn_seeded(mix_seeds(seeds, _INIT_STREAM), shape)
 
 
 class ProposalGraph(nn.Module):

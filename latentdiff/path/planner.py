@@ -37,6 +37,7 @@ import torch
 
 from latentdiff.core.models import load_model, resolve_checkpoint
 from latentdiff.core.random import mix_seed
+from latentdiff.core.samplers import initial_noise
 from latentdiff.path.data import (
     box_fits,
     crop_window,
@@ -46,7 +47,7 @@ from latentdiff.path.data import (
 )
 from latentdiff.path.features import window_features
 from latentdiff.path.geometry import path_is_free, points_are_free, segments_are_free
-from latentdiff.path.kernels import ProposalKernel, initial_noise, proposal_kernel
+from latentdiff.path.kernels import ProposalKernel, proposal_kernel
 from latentdiff.path.maps import as_occupancy, validate_endpoints
 from latentdiff.path.metrics import path_length, resample_path
 from latentdiff.path.model import PathDiffusion
@@ -64,7 +65,6 @@ PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "path" / "p
 Problem = tuple[Any, Sequence[float], Sequence[float]]
 
 _TOLERANCE = 1e-9
-
 
 BACKENDS = ("onnxruntime", "eager")
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from latentdiff.core.samplers import initial_noise
 from latentdiff.path.data import map_features
 from latentdiff.path.features import signed_distance_field, window_features
 from latentdiff.path.generators import WORLD_KINDS, generate_world, sample_free_pair
 from latentdiff.path.geometry import path_is_free
 from latentdiff.path.geometry import signed_distance_field as lattice_signed_distance_field
-from latentdiff.path.kernels import ProposalGraph, initial_noise, proposal_kernel
+from latentdiff.path.kernels import ProposalGraph, proposal_kernel
 from latentdiff.path.planner import PRETRAINED, Planner, PlannerConfig
 
 from .test_planner import tiny_model
