@@ -22,11 +22,15 @@ EXIT_OK, EXIT_NO_PATH, EXIT_BAD_INPUT = 0, 1, 2
 OPTIMA_CACHE = "path_bench_optima.npz"
 
 
-def load_planner(model: Path | None) -> LearnedPlanner:
-    """The learned planner: the packaged pretrained one, or the checkpoint at ``model``."""
-    from latentdiff.path import Planner
+def load_planner(model: Path | None, backend: str = "onnxruntime") -> LearnedPlanner:
+    """The learned planner: the packaged pretrained one, or the checkpoint at ``model``.
 
-    return Planner.from_pretrained() if model is None else Planner.from_pretrained(model)
+    ``backend="eager"`` skips building the compiled network (faster for a single plan).
+    """
+    from latentdiff.path import Planner
+    from latentdiff.path.planner import PlannerConfig
+
+    return Planner.from_pretrained(model, PlannerConfig(backend=backend))
 
 
 def parse_point(text: str, name: str) -> tuple[float, float]:
@@ -74,7 +78,7 @@ def _plan(args: argparse.Namespace) -> int:
         start, goal = validate_endpoints(
             occ, parse_point(args.start, "start"), parse_point(args.goal, "goal")
         )
-        planner = load_planner(args.model)
+        planner = load_planner(args.model, backend="eager")
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -192,7 +192,7 @@ def test_benchmark_report_on_tiny_problems(tmp_path: Path, tiny_problems: list[P
 def test_evaluate_path_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(commands_run, "load_planner", lambda model: StandInPlanner())
+    monkeypatch.setattr(commands_run, "load_planner", lambda *args, **kwargs: StandInPlanner())
     parser = argparse.ArgumentParser(prog="latentdiff")
     commands_run.add_commands(CommandTable(parser.add_subparsers(dest="verb", required=True)))
     results = tmp_path / "RESULTS.md"

@@ -43,7 +43,7 @@ class StandInPlanner:
 
 @pytest.fixture(autouse=True)
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands_run, "load_planner", lambda model: StandInPlanner())
+    monkeypatch.setattr(commands_run, "load_planner", lambda *args, **kwargs: StandInPlanner())
 
 
 def run_cli(argv: list[str]) -> int:
