@@ -326,10 +326,11 @@ def test_mic_records_what_the_virtual_microphone_hears(
 
     heard, rate = sf.read(raw, dtype="float32")
     assert rate == SR and heard.size == 3 * SR
-    # Compare the first second of speech only: a block dropped later would shift the rest.
-    reference = played[:SR] / 32768
+    # Compare the first 0.25 s of speech only: a block dropped later (a loaded machine falls
+    # behind and the bounded queue drops) would shift the rest.
+    reference = played[: SR // 4] / 32768
     lag, correlation = best_lag(heard, reference)
-    assert correlation > 0.99  # the microphone heard the played speech, delayed by ``lag``
+    assert correlation > 0.98  # the microphone heard the played speech, delayed by ``lag``
     assert SR // 10 < lag < SR
     assert np.abs(heard[:lag]).max() < 1e-4  # silence before it
 
