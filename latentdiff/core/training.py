@@ -5,22 +5,33 @@ per-epoch permutation seeded by ``mix_seed(seed, epoch)``, and sample ``i`` of t
 noise seed ``mix_seed(seed, s, i)``. Under DDP each rank takes a contiguous slice of the global
 batch, so a sample sees the same data and noise however the batch is split. Because nothing depends
 on iterator state, a resumed run jumps straight to its step and continues the same trajectory.
+
+Divergence guard (``divergence_guard``): a step whose loss or gradient norm is not finite, or whose
+loss exceeds ``spike_factor`` times the largest of the last ``spike_window`` accepted losses, is not
+applied. The run reloads the last good state (its newest checkpoint, or the state it started from),
+multiplies the learning rate by ``lr_backoff``, rewrites that checkpoint (so a restart keeps the
+lower rate), logs a warning and a ``rollback=1`` CSV row, and replays the steps after it: same
+batches and noise seeds, lower learning rate (so a batch that diverges at any rate ends the run).
+After ``max_rollbacks`` rollbacks, the next divergence raises :class:`DivergenceError`. A run that
+never diverges is bit-identical with the guard off.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import io
 import logging
 import math
 import os
 import random
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 import torch
@@ -77,6 +88,11 @@ class TrainerConfig:
     tensorboard: bool = True
     progress: bool = True
     device: str = "auto"  # "auto" (cuda if available, else cpu) | "cpu" | "cuda"
+    divergence_guard: bool = True  # roll back non-finite or spiking steps (module docstring)
+    spike_factor: float = 10.0  # loss / largest recent loss that counts as a spike; 0: off
+    spike_window: int = 50  # recent losses compared with; spikes are judged once it is full
+    lr_backoff: float = 0.5  # learning-rate multiplier applied at each rollback
+    max_rollbacks: int = 3  # the next divergence raises DivergenceError
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):
@@ -87,10 +103,14 @@ class TrainerConfig:
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("steps", "warmup_steps", "keep_checkpoints", "num_workers"):
+        if self.spike_factor != 0 and not self.spike_factor > 1:
+            raise ValueError(f"spike_factor must be 0 (off) or > 1, got {self.spike_factor}")
+        if not 0.0 < self.lr_backoff <= 1.0:
+            raise ValueError(f"lr_backoff must be in (0, 1], got {self.lr_backoff}")
+        for name in ("steps", "warmup_steps", "keep_checkpoints", "num_workers", "max_rollbacks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("batch_size", "log_every", "ckpt_every"):
+        for name in ("batch_size", "log_every", "ckpt_every", "spike_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -276,6 +296,53 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         ema_buffer.copy_(buffer)
 
 
+# ----------------------------------------------------------------------------- divergence
+
+
+class DivergenceError(RuntimeError):
+    """Training kept diverging after ``max_rollbacks`` rollbacks."""
+
+
+class LossSpikeDetector:
+    """Flags a loss above ``factor`` times the largest of the last ``window`` accepted losses.
+
+    The largest recent loss, not a typical one, is the reference because per-batch losses can be
+    heavy-tailed: ordinary batches of an x0-space diffusion loss reach 14x the running median.
+    Nothing is judged before ``window`` losses have been accepted (the fast initial drop of a run),
+    nor while that largest loss is not positive; ``factor=0`` turns detection off.
+    """
+
+    def __init__(self, factor: float, window: int) -> None:
+        self.factor = factor
+        self._recent: deque[float] = deque(maxlen=window)
+
+    @property
+    def recent_losses(self) -> list[float]:
+        """The accepted losses in the window, oldest first."""
+        return list(self._recent)
+
+    def reset(self, losses: Iterable[float]) -> None:
+        """Replace the window by ``losses`` (only the newest ``window`` of them are kept)."""
+        self._recent.clear()
+        self._recent.extend(float(loss) for loss in losses)
+
+    def spike(self, loss: float) -> str | None:
+        """Why ``loss`` is a spike, or None."""
+        if self.factor == 0 or len(self._recent) < (self._recent.maxlen or 0):
+            return None
+        reference = max(self._recent)
+        if reference > 0 and loss > self.factor * reference:
+            return (
+                f"loss spike {loss:.4g} > {self.factor:g} x {reference:.4g}, the largest loss "
+                f"of the last {len(self._recent)} steps"
+            )
+        return None
+
+    def accept(self, loss: float) -> None:
+        """Add the loss of an applied step to the window."""
+        self._recent.append(loss)
+
+
 # ----------------------------------------------------------------------------- logging
 
 
@@ -285,20 +352,29 @@ class CsvLog:
     def __init__(self, path: Path, keep_through_step: int) -> None:
         self.path = path
         self.fields: list[str] | None = None
+        self._handle = self._rewrite(keep_through_step)
+
+    def truncate(self, keep_through_step: int) -> None:
+        """Drop the rows past ``keep_through_step`` (a rollback)."""
+        self._handle.close()
+        self._handle = self._rewrite(keep_through_step)
+
+    def _rewrite(self, keep_through_step: int) -> IO[str]:
+        """Keep the complete rows through ``keep_through_step``; returns the file open to append."""
         kept: list[dict[str, str]] = []
-        if path.is_file():
-            with path.open(newline="") as handle:
+        if self.path.is_file():
+            with self.path.open(newline="") as handle:
                 reader = csv.DictReader(handle)
                 self.fields = list(reader.fieldnames or [])
                 kept = [row for row in reader if _complete_row_through(row, keep_through_step)]
         if not kept:
             self.fields = None
-        with path.open("w", newline="") as handle:
+        with self.path.open("w", newline="") as handle:
             if self.fields:
                 writer = csv.DictWriter(handle, self.fields)
                 writer.writeheader()
                 writer.writerows(kept)
-        self._handle = path.open("a", newline="")
+        return self.path.open("a", newline="")
 
     def write(self, row: Mapping[str, float]) -> None:
         """Append one row (columns are fixed by the first row ever written) and flush it."""
@@ -400,10 +476,15 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
-        self.scheduler = LambdaLR(self.optimizer, lr_factor(cfg))
+        self.lr_scale = 1.0  # product of the rollbacks' lr_backoff factors
+        self.rollbacks = 0
+        schedule = lr_factor(cfg)
+        self.scheduler = LambdaLR(self.optimizer, lambda step: self.lr_scale * schedule(step))
         self.step = 0
         self.elapsed = 0.0
-        self._last_lr = cfg.lr * lr_factor(cfg)(0)
+        self._last_lr = cfg.lr * schedule(0)
+        self._spikes = LossSpikeDetector(cfg.spike_factor, cfg.spike_window)
+        self._start_state: bytes | None = None  # rollback target until this run saves a checkpoint
         self._csv: CsvLog | None = None
         self._tensorboard: _ScalarWriter | None = None
         self._progress: tqdm[Any] | None = None
@@ -430,6 +511,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": capture_rng_state(),
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "recent_losses": self._spikes.recent_losses,
             "trainer_config": to_dict(self.cfg),
             "extra": self.extra_state,
             "version": latentdiff.__version__,
@@ -437,7 +521,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (model, EMA, optimiser, scheduler, RNG, step)."""
+        """Restore a :meth:`state_dict` (model, EMA, optimiser, scheduler, RNG, step, guard)."""
         self.model.load_state_dict(state["model"])
         if self._ema is not None:
             if state["ema"] is None:
@@ -449,8 +533,12 @@ class Trainer:
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self.rollbacks = int(state.get("rollbacks", 0))
+        self._spikes.reset(state.get("recent_losses", ()))
 
     def _save(self) -> None:
+        self._start_state = None
         if self.rank == 0:
             path = self.checkpoint_dir / step_checkpoint_name(self.step)
             save_checkpoint(path, self.state_dict())
@@ -478,10 +566,7 @@ class Trainer:
             (self.checkpoint_dir / LAST_NAME).unlink(missing_ok=True)
         save_config(self.cfg, self.out_dir / "config.yaml")
         self._csv = CsvLog(self.out_dir / "train_log.csv", keep_through_step=self.step)
-        if self.cfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tensorboard = SummaryWriter(self.out_dir / "tb", purge_step=self.step + 1)
+        self._tensorboard = self._open_tensorboard()
         self._progress = tqdm(
             total=self.cfg.steps,
             initial=self.step,
@@ -489,6 +574,14 @@ class Trainer:
             unit="step",
             mininterval=0.1 if sys.stderr.isatty() else 10.0,  # keep log files short
         )
+
+    def _open_tensorboard(self) -> _ScalarWriter | None:
+        """A TensorBoard writer that hides the events logged after the current step."""
+        if not self.cfg.tensorboard:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(self.out_dir / "tb", purge_step=self.step + 1)
 
     def close(self) -> None:
         """Close the logs and leave the process group this trainer joined."""
@@ -516,6 +609,38 @@ class Trainer:
 
     def _train(self) -> dict[str, float]:
         cfg = self.cfg
+        positions = range(
+            self.rank * self.local_batch_size, (self.rank + 1) * self.local_batch_size
+        )
+        stats: dict[str, float] = {"step": self.step, "time": self.elapsed}
+        self._train_model.train()
+        if cfg.divergence_guard and cfg.max_rollbacks > 0:
+            buffer = io.BytesIO()
+            torch.save(self.state_dict(), buffer)
+            self._start_state = buffer.getvalue()
+        while self.step < cfg.steps:  # once, plus once after each rollback
+            window = _Window()
+            started, elapsed_before = perf_counter(), self.elapsed
+            for batch in self._loader():
+                seeds = sample_seeds(cfg.seed, self.step, positions)
+                values, divergence = self._train_step(batch, seeds)
+                self.elapsed = elapsed_before + perf_counter() - started
+                if divergence is not None:
+                    self._roll_back(divergence, values)
+                    break
+                window.add(values)
+                self.step += 1
+                if self._progress is not None:
+                    self._progress.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    stats = self._log(window.means(self.device, self.world_size))
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                    self._save()
+        return stats
+
+    def _loader(self) -> DataLoader[Any]:
+        """This rank's batches for the steps from the current one to the end of the run."""
+        cfg = self.cfg
         sampler = StepBatchSampler(
             self.num_samples,
             cfg.batch_size,
@@ -525,41 +650,26 @@ class Trainer:
             self.rank,
             self.world_size,
         )
-        loader = DataLoader(
+        return DataLoader(
             self.dataset,
             batch_sampler=sampler,
             num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(mix_seed(cfg.seed, self.step)),
         )
-        positions = range(
-            self.rank * self.local_batch_size, (self.rank + 1) * self.local_batch_size
-        )
-        stats: dict[str, float] = {"step": self.step, "time": self.elapsed}
-        window = _Window()
-        self._train_model.train()
-        started, elapsed_before = perf_counter(), self.elapsed
-        for batch in loader:
-            seeds = sample_seeds(cfg.seed, self.step, positions)
-            window.add(self._train_step(batch, seeds))
-            self.step += 1
-            self.elapsed = elapsed_before + perf_counter() - started
-            if self._progress is not None:
-                self._progress.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                stats = self._log(window.means(self.device, self.world_size))
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
-                self._save()
-        return stats
 
-    def _train_step(self, batch: Any, seeds: Tensor) -> dict[str, float]:
-        """One optimiser step; returns the values to average into the log."""
+    def _train_step(self, batch: Any, seeds: Tensor) -> tuple[dict[str, float], str | None]:
+        """One optimiser step; returns the values to log and, for a step not applied, why."""
         batch = move_to_device(batch, self.device)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.amp == "bf16"):
             loss, metrics = self.loss_fn(self._train_model, batch, seeds)
-        loss_value = float(loss.detach().float())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"non-finite loss {loss_value} at step {self.step}")
+        values = {**metrics, "loss": float(loss.detach().float()), "grad_norm": math.nan}
+        guard = self.cfg.divergence_guard
+        global_loss = self._mean_over_ranks(values["loss"]) if guard else values["loss"]
+        if guard and (divergence := self._loss_divergence(global_loss)) is not None:
+            return {**values, "loss": global_loss}, divergence
+        if not math.isfinite(global_loss):
+            raise FloatingPointError(f"non-finite loss {global_loss} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
@@ -567,22 +677,96 @@ class Trainer:
         else:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = nn.utils.get_total_norm(grads)
+        values["grad_norm"] = float(grad_norm)
+        if guard and not math.isfinite(values["grad_norm"]):
+            return {**values, "loss": global_loss}, f"non-finite gradient norm {grad_norm}"
         self._last_lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         if self._ema is not None:
             update_ema(self._ema, self.model, ema_decay_at(self.cfg, self.step))
-        return {**metrics, "loss": loss_value, "grad_norm": float(grad_norm)}
+        if guard:
+            self._spikes.accept(global_loss)
+        return values, None
+
+    def _mean_over_ranks(self, value: float) -> float:
+        """Mean of ``value`` over the processes, so that they all take the same decisions."""
+        if self.world_size == 1:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return total.item() / self.world_size
+
+    def _loss_divergence(self, loss: float) -> str | None:
+        """Why the step of ``loss`` must not be applied, or None."""
+        if not math.isfinite(loss):
+            return f"non-finite loss {loss}"
+        return self._spikes.spike(loss)
+
+    def _roll_back(self, reason: str, values: Mapping[str, float]) -> None:
+        """Reload the last good state with a lower learning rate, or raise DivergenceError."""
+        failed_step = self.step
+        if self.rollbacks >= self.cfg.max_rollbacks:
+            raise DivergenceError(
+                f"training diverged at step {failed_step} ({reason}) after {self.rollbacks} "
+                f"rollbacks (max_rollbacks={self.cfg.max_rollbacks}); last good checkpoint: "
+                f"{latest_checkpoint(self.checkpoint_dir) or 'none'}"
+            )
+        rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * self.cfg.lr_backoff
+        elapsed = self.elapsed
+        if self._start_state is not None:
+            state = torch.load(io.BytesIO(self._start_state), map_location="cpu", weights_only=True)
+        else:
+            state = load_checkpoint(self.checkpoint_dir / LAST_NAME)
+        self.load_state_dict(state)
+        self.rollbacks, self.lr_scale, self.elapsed = rollbacks, lr_scale, elapsed
+        for group, base_lr, schedule in zip(
+            self.optimizer.param_groups,
+            self.scheduler.base_lrs,
+            self.scheduler.lr_lambdas,
+            strict=True,
+        ):
+            group["lr"] = base_lr * schedule(self.step)
+        self._last_lr = self.optimizer.param_groups[0]["lr"]
+        self._save()
+        if self.rank != 0:
+            return
+        logger.warning(
+            "step %d: %s; rolled back to step %d, learning rate x%g (rollback %d of %d)",
+            failed_step,
+            reason,
+            self.step,
+            self.lr_scale,
+            self.rollbacks,
+            self.cfg.max_rollbacks,
+        )
+        if self._csv is not None:
+            self._csv.truncate(self.step)
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = self._open_tensorboard()
+        if self._progress is not None:
+            self._progress.update(self.step - self._progress.n)
+        self._write_row(self._row(values, rollback=True))
 
     def _log(self, means: dict[str, float]) -> dict[str, float]:
-        row = {
+        return self._write_row(self._row(means, rollback=False))
+
+    def _row(self, values: Mapping[str, float], rollback: bool) -> dict[str, float]:
+        """A log row at the current step from per-step ``values`` (loss, grad_norm, metrics)."""
+        metrics = dict(values)
+        return {
             "step": self.step,
-            "loss": means.pop("loss"),
+            "loss": metrics.pop("loss"),
             "lr": self._last_lr,
-            "grad_norm": means.pop("grad_norm"),
+            "grad_norm": metrics.pop("grad_norm"),
             "time": self.elapsed,
-            **means,
+            "rollback": int(rollback),
+            **metrics,
         }
+
+    def _write_row(self, row: dict[str, float]) -> dict[str, float]:
+        """Write ``row`` to the CSV, TensorBoard and progress bar; returns it."""
         if self._csv is not None:
             self._csv.write(row)
         if self._tensorboard is not None:

@@ -327,10 +327,11 @@ def test_mic_records_what_the_virtual_microphone_hears(
     heard, rate = sf.read(raw, dtype="float32")
     assert rate == SR and heard.size == 3 * SR
     # Compare the first 0.25 s of speech only: a block dropped later (a loaded machine falls
-    # behind and the bounded queue drops) would shift the rest.
+    # behind and the bounded queue drops, or the sound server's player stutters) would shift the
+    # rest. Unrelated signals correlate near 0.
     reference = played[: SR // 4] / 32768
     lag, correlation = best_lag(heard, reference)
-    assert correlation > 0.98  # the microphone heard the played speech, delayed by ``lag``
+    assert correlation > 0.9  # the microphone heard the played speech, delayed by ``lag``
     assert SR // 10 < lag < SR
     assert np.abs(heard[:lag]).max() < 1e-4  # silence before it
 
