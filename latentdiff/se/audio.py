@@ -128,6 +128,18 @@ def save_audio(
         sf.write(str(tmp), x, sample_rate, subtype=subtype, format=fmt)
 
 
+def as_float32_samples(x: object, name: str) -> np.ndarray:
+    """A numpy array of float or int16 samples as float32 (int16 scaled by 1/32768); AudioError
+    for anything else."""
+    if not isinstance(x, np.ndarray):
+        raise AudioError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    if x.dtype == np.int16:
+        return x.astype(np.float32) / 32768.0
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float32, copy=False)
+    raise AudioError(f"{name}: expected float or int16 samples, got dtype {x.dtype}")
+
+
 def validate_waveform(
     x: np.ndarray, *, name: str = "input", mono: MonoPolicy = "mean"
 ) -> np.ndarray:
@@ -137,14 +149,7 @@ def validate_waveform(
     smaller dimension is taken as channels when it is at most 8, and reduced per ``mono``. Raises
     AudioError (a ValueError) for other types, NaN/Inf, empty input, or more than 2 dimensions.
     """
-    if not isinstance(x, np.ndarray):
-        raise AudioError(f"{name}: expected a numpy array, got {type(x).__name__}")
-    if x.dtype == np.int16:
-        x = x.astype(np.float32) / 32768.0
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32, copy=False)
-    else:
-        raise AudioError(f"{name}: expected float or int16 samples, got dtype {x.dtype}")
+    x = as_float32_samples(x, name)
     if x.size == 0:
         raise AudioError(f"{name}: empty waveform (shape {x.shape})")
     if x.ndim == 1:

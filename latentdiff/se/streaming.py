@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from latentdiff.se import STREAM_BACKENDS as BACKENDS
+from latentdiff.se.audio import as_float32_samples
 from latentdiff.se.model import LatentSE, PredictiveSE, SEModel, synthesis_spectrum
 from latentdiff.se.stft import StreamingStft
 from latentdiff.se.stream_kernels import BlockKernel, block_kernel
@@ -94,14 +95,7 @@ def _has_estimate(model: SEModel) -> bool:
 
 def _as_block(block: np.ndarray) -> np.ndarray:
     """A process() block as float32 mono (n,): int16 scaled, (n, C) averaged, finite."""
-    if not isinstance(block, np.ndarray):
-        raise ValueError(f"block: expected a numpy array, got {type(block).__name__}")
-    if block.dtype == np.int16:
-        block = block.astype(np.float32) / 32768.0
-    elif np.issubdtype(block.dtype, np.floating):
-        block = block.astype(np.float32, copy=False)
-    else:
-        raise ValueError(f"block: expected float or int16 samples, got dtype {block.dtype}")
+    block = as_float32_samples(block, "block")
     if block.ndim == 2:
         block = block.mean(axis=1, dtype=np.float32)
     elif block.ndim != 1:
