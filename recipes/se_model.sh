@@ -3,7 +3,8 @@
 #   recipes/se_model.sh --datadir data --expdir exp --stage 3 --stop-stage 7
 # Stages: 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
 # 7 PESQ-WB / ESTOI / SI-SDR of every trained model on dev and test ($expdir/<model>/scores_*.json),
-# 8 enhance the test set's noisy files with every trained model ($expdir/<model>/enhanced/test).
+# 8 enhance the test set's noisy files with every trained model ($expdir/<model>/enhanced/test),
+# 9 benchmarks against the peers: RESULTS.md (quality) and RESULTS_stream.md (streaming speed).
 set -euo pipefail
 
 stage=3
@@ -17,7 +18,7 @@ train_cmd=run.pl
 decode_cmd=run.pl
 help_message="Usage: $0 [options]
 Stages: 3 autoencoder, 4 latent_se, 5 predictive baseline, 6 stft_diffusion baseline,
-7 score dev and test, 8 enhance \$datadir/test with each trained model"
+7 score dev and test, 8 enhance \$datadir/test with each trained model, 9 peer benchmarks"
 
 . parse_options.sh
 . stage.sh
@@ -72,4 +73,18 @@ if run_stage 8 "Enhance the test set"; then
       latentdiff enhance "$noisy_dir" "$expdir/$name/enhanced/test" \
         --model "$expdir/$name/final.pt" ${steps:+--steps "$steps"}
   done
+fi
+
+if run_stage 9 "Benchmarks against the peers"; then
+  extra=()
+  for name in "${models[@]}"; do
+    [[ -f $expdir/$name/final.pt ]] || continue
+    extra+=(--model "$name=$expdir/$name/final.pt")
+  done
+  log "Quality: RESULTS.md; follow with: tail -f $expdir/log/bench_se.log"
+  ${decode_cmd} "$expdir/log/bench_se.log" \
+    latentdiff bench se --data-dir "$datadir/test" --results RESULTS.md --max-utts 120 "${extra[@]}"
+  log "Streaming speed: RESULTS_stream.md"
+  ${decode_cmd} "$expdir/log/bench_stream.log" \
+    latentdiff bench stream --seconds 30 --results RESULTS_stream.md
 fi
