@@ -172,12 +172,21 @@ class StreamSession:
         self._down = self._resampler(self.sample_rate, self.model_rate)
         self._up = self._resampler(self.model_rate, self.sample_rate)
 
+    @torch.inference_mode()
     def warm_up(self) -> None:
-        """Build the compiled single-block kernels now (every level's with a real-time policy),
-        so that neither the first blocks nor a level change stall a live stream."""
+        """Build and run the compiled single-block kernels now (every level's with a real-time
+        policy), so that neither the first blocks nor a level change stall a live stream."""
         levels = self.levels if self.realtime is not None else self.levels[:1]
         for steps in levels:
-            self._kernel(steps)
+            kernel = self._kernel(steps)
+            if kernel is None:
+                continue
+            # A few throwaway calls: a runtime's first calls allocate and are slow.
+            path = FeaturePath(self.model, steps, self.seed)
+            pending, tail = StreamingStft(self.model.cfg.stft).state()
+            states, audio = path.states(), torch.zeros(1, self.block_samples)
+            for _ in range(3):
+                _, pending, tail, states = kernel(audio, path.noise(0, 1), pending, tail, states)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Take any number of new samples; return the enhanced samples now ready (float32)."""
