@@ -85,7 +85,9 @@ class _Upsample(nn.Module):
         self.factor = factor
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.repeat_interleave(self.factor, dim=-1)
+        # repeat_interleave, written with explicit sizes so that it exports to ONNX.
+        b, c, length = x.shape
+        return x[..., None].expand(b, c, length, self.factor).reshape(b, c, length * self.factor)
 
     def last_input_frame(self, t: int) -> int:
         return t // self.factor

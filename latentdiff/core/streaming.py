@@ -58,11 +58,8 @@ def step(layer: nn.Module, x: Tensor, state: Any) -> tuple[Tensor, Any]:
     """Run one layer on a chunk ``x`` (B, C, L); returns (new output frames, new state)."""
     if isinstance(layer, CausalConv1d):
         return layer.forward_stream(x, state)
-    if isinstance(layer, _POINTWISE):
+    if isinstance(layer, (*_POINTWISE, _Upsample)):
         return layer(x), None
-    if isinstance(layer, _Upsample):  # repeat_interleave, written so that it exports to ONNX
-        b, c, length = x.shape
-        return x[..., None].expand(b, c, length, layer.factor).reshape(b, c, -1), None
     if isinstance(layer, nn.Sequential):
         return run_layers(list(layer), x, state)
     body = _residual_body(layer)

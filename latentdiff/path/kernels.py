@@ -18,11 +18,11 @@ import warnings
 import weakref
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
 from latentdiff.core.diffusion import get_sigmas, guided
+from latentdiff.core.onnx import single_thread_session
 from latentdiff.core.samplers import SAMPLERS
 from latentdiff.path.model import PathDiffusion, from_residual
 
@@ -99,12 +99,7 @@ class ProposalKernel:
             graph(*inputs)
         self.nfe = graph.evaluations
         self.noise_shape = graph.noise_shape
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            _export(graph, inputs), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = single_thread_session(_export(graph, inputs))
 
     def __call__(
         self, maps: np.ndarray, endpoints: np.ndarray, guide: np.ndarray, noise: np.ndarray

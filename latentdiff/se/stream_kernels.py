@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentdiff.core.onnx import single_thread_session
 from latentdiff.se.model import SEModel
 from latentdiff.se.onnx_export import BlockEnhancer, to_onnx
 
@@ -81,16 +82,7 @@ def _torchscript(block: BlockEnhancer) -> _Flat:
 
 
 def _onnxruntime(block: BlockEnhancer) -> _Flat:
-    import onnxruntime as ort
-
-    graph = to_onnx(block)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")  # silence stays fast
-    session = ort.InferenceSession(
-        graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = single_thread_session(to_onnx(block).SerializeToString())
     names = [value.name for value in session.get_inputs()]
 
     def run(*inputs: Tensor) -> list[Tensor]:
