@@ -45,3 +45,15 @@ def named_path(text: str) -> tuple[str, Path]:
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
     return name, Path(path)
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` plus repeatable ``--set key.path=value`` overrides of a training task."""
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set trainer.seed=1 (repeatable)",
+    )

@@ -10,9 +10,11 @@ confdir=conf          # data.yaml, autoencoder.yaml, latent_diffusion.yaml, wayp
 results=RESULTS.md    # report written by the last stage
 train_cmd=run.pl
 decode_cmd=run.pl
+study_jobs=1          # study runs trained at once (stage 7)
+study_seeds=3         # seeds per study variant
 help_message="Usage: $0 [options]
 Stages: 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space baseline,
-5 evaluate"
+5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds)"
 
 . parse_options.sh
 . stage.sh
@@ -46,5 +48,52 @@ if run_stage 5 "Evaluate"; then
   ${decode_cmd} "$expdir/log/evaluate.log" \
     latentdiff evaluate path --model "latent=$expdir/diffusion/final.pt" \
       --model "waypoint=$expdir/waypoint/final.pt" --results "$results"
-  log "Report: $results"
+  ${decode_cmd} "$expdir/log/evaluate_windows.log" \
+    latentdiff evaluate path-windows --model "latent=$expdir/diffusion/final.pt" \
+      --model "waypoint=$expdir/waypoint/final.pt" --data-dir "$datadir" --split test \
+      --results "${results%.md}_windows.md"
+  log "Reports: $results ${results%.md}_windows.md"
+fi
+
+if run_stage 6 "Ablation: multi-scale map features along the guide"; then
+  ${train_cmd} "$expdir/diffusion_local/log/train.log" \
+    latentdiff train path-diffusion --config "$confdir/latent_diffusion_local.yaml" \
+      --data-dir "$datadir" --exp-dir "$expdir/diffusion_local" \
+      --autoencoder "$expdir/autoencoder/final.pt"
+  ${decode_cmd} "$expdir/log/evaluate_local.log" \
+    latentdiff evaluate path-windows --model "flat=$expdir/diffusion/final.pt" \
+      --model "multiscale=$expdir/diffusion_local/final.pt" --data-dir "$datadir" --split test \
+      --results "${results%.md}_multiscale.md"
+  log "Report: ${results%.md}_multiscale.md"
+fi
+
+# Study variants: name, then the config overrides that make it (--set key=value each).
+study_variants=(
+  "default"
+  "no_ema trainer.ema_decay=0"
+  "uniform_weighting model.diffusion.diffusion.loss_weighting=uniform"
+  "no_clipping trainer.grad_clip=0"
+  "no_warmup trainer.warmup_steps=0"
+  "plain trainer.ema_decay=0 model.diffusion.diffusion.loss_weighting=uniform trainer.grad_clip=0 trainer.warmup_steps=0"
+  "tiny model.diffusion.backbone.unet_channels=[24]"
+  "base model.diffusion.backbone.unet_channels=[64]"
+  "multiscale model.map_encoder.local_dim=8"
+)
+
+if run_stage 7 "Training studies: ${#study_variants[@]} variants x $study_seeds seeds"; then
+  for entry in "${study_variants[@]}"; do
+    read -r -a words <<< "$entry"
+    name=${words[0]}
+    sets=(--set "trainer.seed=JOB")
+    for override in "${words[@]:1}"; do sets+=(--set "$override"); done
+    ${train_cmd} --max-jobs-run "$study_jobs" "JOB=1:$study_seeds" \
+      "$expdir/study/$name/seedJOB/log/train.log" \
+      latentdiff train path-diffusion --config "$confdir/latent_diffusion.yaml" \
+        --data-dir "$datadir" --exp-dir "$expdir/study/$name/seedJOB" \
+        --autoencoder "$expdir/autoencoder/final.pt" "${sets[@]}"
+  done
+  ${decode_cmd} "$expdir/log/evaluate_study.log" \
+    latentdiff evaluate path-study --study-dir "$expdir/study" --data-dir "$datadir" \
+      --split dev --results "${results%.md}_studies.md"
+  log "Report: ${results%.md}_studies.md"
 fi

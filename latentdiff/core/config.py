@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +46,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Copy of ``data`` with ``dotted.key=value`` overrides applied (values parsed as YAML).
+
+    ``trainer.seed=3`` sets ``data["trainer"]["seed"] = 3``, creating missing mappings; the
+    dataclass built from the result still rejects unknown keys.
+    """
+    result = copy.deepcopy(data)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ValueError(f"override must look like key.path=value, got {override!r}")
+        *parents, leaf = key.split(".")
+        node = result
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {override!r}: {part!r} is not a mapping")
+            node = child
+        node[leaf] = yaml.safe_load(text)
+    return result
 
 
 def load_config(cls: type[T], path: str | Path) -> T:

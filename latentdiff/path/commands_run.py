@@ -1,4 +1,4 @@
-"""Command-line tools of the path track: ``plan``, ``evaluate path`` and ``bench path``."""
+"""Command-line tools of the path track: ``plan``, ``evaluate path[-windows]``, ``bench path``."""
 
 from __future__ import annotations
 
@@ -164,6 +164,50 @@ def _benchmark(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _windows(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentdiff.path.data import load_split
+    from latentdiff.path.window_eval import run_windows, window_rows, write_report
+
+    torch.set_num_threads(1)
+    samples = load_split(args.data_dir, args.split)
+    rows = []
+    for name, model in args.model:
+        outcome = run_windows(load_planner(model), samples)
+        rows += window_rows(name, outcome, samples)
+        top = rows[-3]
+        print(
+            f"{name}: success {top['success']:.3f}, model path returned "
+            f"{top['model_path_returned']:.3f}, length/optimum mean {top['len_mean']:.4f} "
+            f"(tautened guide {top['taut_guide_len_mean']:.4f}), {top['ms_p50']:.2f} ms p50"
+        )
+    command = " ".join(shlex.quote(a) for a in ["latentdiff", *sys.argv[1:]])
+    write_report(args.results, command, args.split, rows)
+    print(f"results written to {args.results}")
+    return EXIT_OK
+
+
+def _study(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentdiff.path.data import load_split
+    from latentdiff.path.study import write_study_report
+
+    torch.set_num_threads(1)
+    samples = load_split(args.data_dir, args.split)
+    command = " ".join(shlex.quote(a) for a in ["latentdiff", *sys.argv[1:]])
+    summary = write_study_report(args.study_dir, samples, args.split, args.results, command)
+    for row in summary:
+        print(
+            f"{row['variant']}: held-out loss {row['heldout_loss_mean']:.4f} "
+            f"(std {row['heldout_loss_std']:.4f} over {row['seeds']} seeds), raw valid "
+            f"{row['valid_raw_ran_mean']:.3f}"
+        )
+    print(f"results written to {args.results}")
+    return EXIT_OK
+
+
 def _benchmark_options(parser: argparse.ArgumentParser, models_required: bool) -> None:
     parser.add_argument(
         "--model",
@@ -192,7 +236,7 @@ def _benchmark_options(parser: argparse.ArgumentParser, models_required: bool) -
 
 
 def add_commands(table: CommandTable) -> None:
-    """``plan``, ``evaluate path`` and ``bench path``."""
+    """``plan``, ``evaluate path``, ``evaluate path-windows`` and ``bench path``."""
     plan = table.verb("plan", "plan a path on a map with the learned planner")
     plan.add_argument("--map", type=Path, required=True, help=".npy, .png, .pgm, .yaml or .map")
     plan.add_argument("--start", required=True, metavar="X,Y")
@@ -205,5 +249,27 @@ def add_commands(table: CommandTable) -> None:
 
     evaluate = table.task("evaluate", "path", "learned planners against peers; RESULTS.md")
     _benchmark_options(evaluate, models_required=True)
+    windows = table.task(
+        "evaluate", "path-windows", "learned planners on a data split's windows vs their guide"
+    )
+    windows.add_argument(
+        "--model", type=named_path, action="append", required=True, metavar="NAME=PATH"
+    )
+    windows.add_argument(
+        "--data-dir", type=Path, required=True, help="`latentdiff prepare path` output"
+    )
+    windows.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    windows.add_argument("--results", type=Path, required=True, help="markdown file to write")
+    windows.set_defaults(run=_windows)
+    study = table.task(
+        "evaluate", "path-study", "training studies: variants x seeds on a split's windows"
+    )
+    study.add_argument(
+        "--study-dir", type=Path, required=True, help="holds <variant>/seed<k>/ runs"
+    )
+    study.add_argument("--data-dir", type=Path, required=True)
+    study.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    study.add_argument("--results", type=Path, required=True, help="markdown file to write")
+    study.set_defaults(run=_study)
     bench = table.task("bench", "path", "peers (and optional learned planners) on one problem set")
     _benchmark_options(bench, models_required=False)

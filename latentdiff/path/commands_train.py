@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latentdiff.commands import CommandTable
+from latentdiff.commands import CommandTable, add_config_options
 
 
 def _prepare_path(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def _prepare_path(args: argparse.Namespace) -> int:
 def _train_path_autoencoder(args: argparse.Namespace) -> int:
     from latentdiff.path.train import train_path_autoencoder
 
-    stats = train_path_autoencoder(args.config, args.data_dir, args.exp_dir)
+    stats = train_path_autoencoder(args.config, args.data_dir, args.exp_dir, args.set)
     print(f"trajectory autoencoder trained: {stats}")
     return 0
 
@@ -31,7 +31,9 @@ def _train_path_autoencoder(args: argparse.Namespace) -> int:
 def _train_path_diffusion(args: argparse.Namespace) -> int:
     from latentdiff.path.train import train_path_diffusion
 
-    stats = train_path_diffusion(args.config, args.data_dir, args.exp_dir, args.autoencoder)
+    stats = train_path_diffusion(
+        args.config, args.data_dir, args.exp_dir, args.autoencoder, args.set
+    )
     print(f"path diffusion trained: {stats}")
     return 0
 
@@ -47,7 +49,7 @@ def add_commands(table: CommandTable) -> None:
     ae = table.task("train", "path-autoencoder", "trajectory autoencoder on planner paths")
     diff = table.task("train", "path-diffusion", "(latent) path diffusion with its map encoder")
     for sub in (ae, diff):
-        sub.add_argument("--config", type=Path, required=True)
+        add_config_options(sub)
         sub.add_argument("--data-dir", type=Path, required=True)
         sub.add_argument("--exp-dir", type=Path, required=True)
     ae.set_defaults(run=_train_path_autoencoder)

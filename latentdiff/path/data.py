@@ -24,6 +24,7 @@ from latentdiff.path.generators import WORLD_KINDS, generate_world, sample_free_
 from latentdiff.path.geometry import path_is_free, signed_distance_field
 from latentdiff.path.metrics import path_length, resample_path
 from latentdiff.path.search import astar_any_angle, visibility_graph_optimum
+from latentdiff.path.taut import taut_path
 
 SPLITS = ("train", "dev", "test")
 SPLIT_SEED_OFFSETS = {"train": 0, "dev": 10_000_000, "test": 20_000_000}
@@ -140,6 +141,7 @@ class PathSamples:
     guide: np.ndarray  # (n, N, 2) resampled A* + shortcut path
     target: np.ndarray  # (n, N, 2) resampled optimal path
     guide_length: np.ndarray  # (n,)
+    taut_length: np.ndarray  # (n,) tautened guide: what the planner returns without the network
     optimum_length: np.ndarray  # (n,)
     kind: np.ndarray  # (n,) index into ``kinds``
     kinds: tuple[str, ...] = field(default_factory=tuple)
@@ -185,6 +187,7 @@ def _map_samples(args: tuple[PathDataConfig, int]) -> list[dict[str, np.ndarray 
                     offset_corners(crop, optimum, cfg.corner_offset), cfg.n_waypoints
                 ),
                 "guide_length": path_length(local_guide),
+                "taut_length": path_length(taut_path(crop, local_guide)),
                 "optimum_length": length,
                 "kind": kind_index,
             }
@@ -222,6 +225,7 @@ def build_split(cfg: PathDataConfig, split: str, progress: bool = True) -> PathS
         guide=stack("guide", np.float32).reshape(-1, cfg.n_waypoints, 2),
         target=stack("target", np.float32).reshape(-1, cfg.n_waypoints, 2),
         guide_length=stack("guide_length", np.float32),
+        taut_length=stack("taut_length", np.float32),
         optimum_length=stack("optimum_length", np.float32),
         kind=stack("kind", np.int16),
         kinds=tuple(cfg.kinds),
@@ -240,6 +244,7 @@ def save_split(samples: PathSamples, path: str | Path) -> None:
             guide=samples.guide,
             target=samples.target,
             guide_length=samples.guide_length,
+            taut_length=samples.taut_length,
             optimum_length=samples.optimum_length,
             kind=samples.kind,
             kinds=np.array(samples.kinds),
@@ -261,6 +266,7 @@ def load_split(data_dir: str | Path, split: str) -> PathSamples:
             guide=data["guide"],
             target=data["target"],
             guide_length=data["guide_length"],
+            taut_length=data["taut_length"],
             optimum_length=data["optimum_length"],
             kind=data["kind"],
             kinds=tuple(str(k) for k in data["kinds"]),

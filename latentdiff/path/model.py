@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.config import from_dict, to_dict
@@ -53,11 +54,17 @@ def fold(x: Tensor, factor: int) -> Tensor:
 
 @dataclass
 class MapEncoderConfig:
-    """Strided CNN over the (occupancy, SDF) window; ``channels`` per stride-2 stage."""
+    """Strided CNN over the (occupancy, SDF) window; ``channels`` per stride-2 stage.
+
+    ``local_dim`` > 0 adds local features along the guide: the input maps and every stage's
+    feature map (a multi-scale pyramid) are sampled bilinearly at each guide waypoint and
+    projected to ``local_dim`` channels per waypoint, which the denoiser gets with the guide.
+    """
 
     channels: tuple[int, ...] = (8, 16, 32, 32)
     pooled: int = 4  # spatial side kept before the final linear layer
     out_dim: int = 64
+    local_dim: int = 0
 
 
 @dataclass
@@ -72,7 +79,9 @@ class PathModelConfig:
 
 
 class MapEncoder(nn.Module):
-    """(B, 2, W, W) map features and (B, 4) endpoints -> (B, out_dim) FiLM vector."""
+    """(B, 2, W, W) map features, (B, 4) endpoints and (B, 2, N) guide waypoints ->
+    (B, out_dim) FiLM vector and (B, local_dim, N) features along the guide (None if disabled).
+    """
 
     def __init__(self, cfg: MapEncoderConfig) -> None:
         super().__init__()
@@ -88,10 +97,28 @@ class MapEncoder(nn.Module):
             nn.SiLU(),
             nn.Linear(cfg.out_dim, cfg.out_dim),
         )
+        pyramid = 2 + sum(cfg.channels)
+        self.local = nn.Conv1d(pyramid, cfg.local_dim, 1) if cfg.local_dim > 0 else None
 
-    def forward(self, maps: Tensor, endpoints: Tensor) -> Tensor:
-        h = self.pool(self.convs(maps)).flatten(1)
-        return self.head(torch.cat([h, endpoints], dim=1))
+    def forward(
+        self, maps: Tensor, endpoints: Tensor, guide: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        levels = [maps]
+        h = maps
+        for layer in self.convs:
+            h = layer(h)
+            if isinstance(layer, nn.SiLU):
+                levels.append(h)
+        film = self.head(torch.cat([self.pool(h).flatten(1), endpoints], dim=1))
+        if self.local is None:
+            return film, None
+        # Normalised (x, y) in [-1, 1] are grid_sample's coordinates (pixel edges at +-1).
+        grid = guide.transpose(1, 2).unsqueeze(1)
+        sampled = [
+            F.grid_sample(level, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            for level in levels
+        ]
+        return film, F.silu(self.local(torch.cat(sampled, dim=1).squeeze(2)))
 
 
 class PathDiffusion(nn.Module):
@@ -113,7 +140,7 @@ class PathDiffusion(nn.Module):
             backbone=cfg.diffusion.backbone,
             diffusion=cfg.diffusion.diffusion,
             data_channels=2,
-            cond_channels=2 * downsample,
+            cond_channels=(2 + cfg.map_encoder.local_dim) * downsample,
             film_dim=cfg.map_encoder.out_dim,
         )
         self.map_encoder = MapEncoder(cfg.map_encoder)
@@ -125,8 +152,11 @@ class PathDiffusion(nn.Module):
         return self.cfg.n_waypoints // self.diffusion.downsample
 
     def condition(self, maps: Tensor, endpoints: Tensor, guide: Tensor) -> tuple[Tensor, Tensor]:
-        """``(cond, film)``: the folded guide route and the map / endpoint FiLM vector."""
-        return fold(guide, self.diffusion.downsample), self.map_encoder(maps, endpoints)
+        """``(cond, film)``: the guide route (with the map features along it, when enabled)
+        folded to the model's frame rate, and the map / endpoint FiLM vector."""
+        film, local = self.map_encoder(maps, endpoints, guide)
+        route = guide if local is None else torch.cat([guide, local], dim=1)
+        return fold(route, self.diffusion.downsample), film
 
     def forward(self, batch: dict[str, Tensor], seeds: Tensor) -> tuple[Tensor, dict[str, float]]:
         cond, film = self.condition(batch["maps"], batch["endpoints"], batch["guide"])
@@ -168,7 +198,8 @@ class PathDiffusion(nn.Module):
         """Multiply-accumulates of one single-window plan, split by component."""
         window = self.cfg.window
         maps, ends = torch.zeros(1, 2, window, window), torch.zeros(1, 4)
-        map_macs = float(count_macs(self.map_encoder, maps, ends)) + conv2d_macs(
+        guide = torch.zeros(1, 2, self.cfg.n_waypoints)
+        map_macs = float(count_macs(self.map_encoder, maps, ends, guide)) + conv2d_macs(
             self.map_encoder, maps
         )
         ae = self.diffusion.autoencoder

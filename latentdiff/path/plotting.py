@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+
+from latentdiff.reporting import save_figure
 
 Example = tuple[str, np.ndarray, np.ndarray, np.ndarray, Mapping[str, np.ndarray | None]]
 
@@ -26,19 +26,6 @@ __all__ = [
 matplotlib.use("Agg")
 
 _COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> None:
-    """Write ``fig`` as PNG to ``path`` through a temporary file and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(temporary, format="png", dpi=dpi)
-        os.replace(temporary, path)
-    finally:
-        plt.close(fig)
-        temporary.unlink(missing_ok=True)
 
 
 def draw_problem(

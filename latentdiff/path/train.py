@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from torch.utils.data import Dataset
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
-from latentdiff.core.config import from_dict, load_yaml, save_config
+from latentdiff.core.config import apply_overrides, from_dict, load_yaml, save_config
 from latentdiff.core.models import autoencoder_spec, load_model, save_final
 from latentdiff.core.training import Trainer, TrainerConfig
 from latentdiff.path.data import PathDataset, load_split
@@ -58,9 +59,14 @@ def export_half(source: str | Path, destination: str | Path) -> None:
     save_checkpoint(destination, {"model": weights, "ema": None, "extra": state["extra"]})
 
 
-def train_path_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[str, float]:
-    """Train the trajectory autoencoder on train-split residuals; fit its latent statistics."""
-    exp = from_dict(PathAutoencoderExperiment, load_yaml(config))
+def train_path_autoencoder(
+    config: Path, data_dir: Path, exp_dir: Path, overrides: Sequence[str] = ()
+) -> dict[str, float]:
+    """Train the trajectory autoencoder on train-split residuals; fit its latent statistics.
+
+    ``overrides`` are ``key.path=value`` changes to the config file (see ``apply_overrides``).
+    """
+    exp = from_dict(PathAutoencoderExperiment, apply_overrides(load_yaml(config), overrides))
     if exp.autoencoder.in_channels != 2:
         raise ValueError("the trajectory autoencoder needs in_channels: 2 (x and y)")
     torch.manual_seed(exp.trainer.seed)
@@ -83,10 +89,14 @@ def train_path_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[
 
 
 def train_path_diffusion(
-    config: Path, data_dir: Path, exp_dir: Path, autoencoder: Path | None
+    config: Path,
+    data_dir: Path,
+    exp_dir: Path,
+    autoencoder: Path | None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, float]:
     """Train the path diffusion model; ``autoencoder`` is required when ``model.latent``."""
-    exp = from_dict(PathDiffusionExperiment, load_yaml(config))
+    exp = from_dict(PathDiffusionExperiment, apply_overrides(load_yaml(config), overrides))
     if exp.model.latent and autoencoder is None:
         raise ValueError("model.latent is true: pass the trajectory autoencoder (--autoencoder)")
     torch.manual_seed(exp.trainer.seed)

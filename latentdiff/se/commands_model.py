@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from latentdiff.commands import CommandTable
+from latentdiff.commands import CommandTable, add_config_options
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -15,7 +15,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 def _train_autoencoder(args: argparse.Namespace) -> int:
     from latentdiff.se.train import train_se_autoencoder
 
-    stats = train_se_autoencoder(args.config, args.data_dir, args.exp_dir)
+    stats = train_se_autoencoder(args.config, args.data_dir, args.exp_dir, args.set)
     print(f"autoencoder trained: {stats}")
     return 0
 
@@ -24,7 +24,7 @@ def _train_model(args: argparse.Namespace) -> int:
     from latentdiff.core.models import load_model
     from latentdiff.se.train import model_report, train_se_model
 
-    stats = train_se_model(args.config, args.data_dir, args.exp_dir, args.autoencoder)
+    stats = train_se_model(args.config, args.data_dir, args.exp_dir, args.autoencoder, args.set)
     report = model_report(load_model(args.exp_dir / "final.pt"))  # type: ignore[arg-type]
     (args.exp_dir / "model_report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"model trained: {stats}")
@@ -107,7 +107,7 @@ def add_commands(table: CommandTable) -> None:
     ae = table.task("train", "se-autoencoder", "causal autoencoder of clean STFT features")
     model = table.task("train", "se-model", "speech-enhancement model (latent_se or baseline)")
     for sub in (ae, model):
-        sub.add_argument("--config", type=Path, required=True)
+        add_config_options(sub)
         sub.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
         sub.add_argument("--exp-dir", type=Path, required=True)
     ae.set_defaults(run=_train_autoencoder)

@@ -9,6 +9,7 @@ Each stage ends by writing ``<exp_dir>/final.pt``: EMA weights plus the model sp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig, pad_to_multiple
-from latentdiff.core.config import from_dict, load_yaml, save_config, to_dict
+from latentdiff.core.config import apply_overrides, from_dict, load_yaml, save_config, to_dict
 from latentdiff.core.models import autoencoder_spec, load_model, save_final
 from latentdiff.core.random import mix_seeds, rand_seeded
 from latentdiff.core.training import Trainer, TrainerConfig
@@ -78,9 +79,14 @@ def clean_features(stft: Stft, wave: Tensor, target: str, downsample: int) -> Te
     return pad_to_multiple(target_features(stft, stft(wave), target), downsample)[0]
 
 
-def train_se_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[str, float]:
-    """Train the causal feature autoencoder on clean speech and fit its latent statistics."""
-    exp = from_dict(SEAutoencoderExperiment, load_yaml(config))
+def train_se_autoencoder(
+    config: Path, data_dir: Path, exp_dir: Path, overrides: Sequence[str] = ()
+) -> dict[str, float]:
+    """Train the causal feature autoencoder on clean speech and fit its latent statistics.
+
+    ``overrides`` are ``key.path=value`` changes to the config file (see ``apply_overrides``).
+    """
+    exp = from_dict(SEAutoencoderExperiment, apply_overrides(load_yaml(config), overrides))
     if exp.target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {exp.target!r}")
     stft = Stft(exp.stft)
@@ -123,10 +129,14 @@ def train_se_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[st
 
 
 def train_se_model(
-    config: Path, data_dir: Path, exp_dir: Path, autoencoder: Path | None = None
+    config: Path,
+    data_dir: Path,
+    exp_dir: Path,
+    autoencoder: Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, float]:
     """Train a speech-enhancement model (``latent_se`` needs the autoencoder checkpoint)."""
-    exp = from_dict(SEModelExperiment, load_yaml(config))
+    exp = from_dict(SEModelExperiment, apply_overrides(load_yaml(config), overrides))
     if exp.data.sample_rate != exp.model.stft.sample_rate:
         raise ValueError("data.sample_rate and model.stft.sample_rate differ")
     if (exp.model.kind == "latent_se") != (autoencoder is not None):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from latentdiff.core.models import load_model, save_final
 from latentdiff.core.training import Trainer, TrainerConfig
@@ -17,11 +18,14 @@ from latentdiff.path.data import (
     build_split,
     crop_window,
     load_split,
+    normalise,
     save_split,
     window_origin,
 )
 from latentdiff.path.geometry import points_are_free
 from latentdiff.path.model import (
+    MapEncoder,
+    MapEncoderConfig,
     PathDiffusion,
     PathModelConfig,
     fold,
@@ -46,6 +50,9 @@ def test_samples_hold_valid_windows_and_targets(samples, tmp_path: Path) -> None
     assert len(samples) >= 30
     assert samples.occupancy.shape[1:] == (64, 64)
     assert np.all(samples.optimum_length <= samples.guide_length + 1e-3)
+    # The tautened guide lies between the optimum and the guide it came from.
+    assert np.all(samples.optimum_length <= samples.taut_length + 1e-3)
+    assert np.all(samples.taut_length <= samples.guide_length + 1e-6)
     for i in range(0, len(samples), 7):
         assert points_are_free(
             samples.occupancy[i], np.stack([samples.start[i], samples.goal[i]])
@@ -56,6 +63,7 @@ def test_samples_hold_valid_windows_and_targets(samples, tmp_path: Path) -> None
     loaded = load_split(tmp_path, "train")
     np.testing.assert_array_equal(loaded.occupancy, samples.occupancy)
     np.testing.assert_array_equal(loaded.target, samples.target)
+    np.testing.assert_array_equal(loaded.taut_length, samples.taut_length)
     dev = build_split(DATA_CFG, "dev", progress=False)
     assert not any(np.array_equal(dev.occupancy[0], occ) for occ in samples.occupancy)
 
@@ -136,3 +144,35 @@ def test_residual_and_fold_are_exact() -> None:
     assert folded.shape == (1, 8, 2)
     torch.testing.assert_close(folded[0, :4, 0], torch.arange(4.0))
     torch.testing.assert_close(folded[0, 4:, 1], torch.arange(12.0, 16.0))
+
+
+def test_local_features_sample_the_maps_at_the_guide_waypoints() -> None:
+    """Waypoint (x, y) at a cell centre reads that cell: x is the column, y the row."""
+    encoder = MapEncoder(MapEncoderConfig(channels=(4,), local_dim=2))
+    assert encoder.local is not None
+    with torch.no_grad():
+        encoder.local.weight.zero_()
+        encoder.local.bias.zero_()
+        encoder.local.weight[0, 0, 0] = 1.0  # occupancy
+        encoder.local.weight[1, 1, 0] = 1.0  # second map channel
+    maps = torch.zeros(1, 2, 64, 64)
+    maps[0, 0, 10, 20] = 1.0
+    maps[0, 1] = torch.arange(64.0)  # value = column index
+    cells = np.array([[20.5, 10.5], [21.5, 10.5], [5.5, 40.5], [5.0, 40.5]])
+    guide = torch.from_numpy(normalise(cells, 64).T[None].astype(np.float32))
+    film, local = encoder(maps, torch.zeros(1, 4), guide)
+    assert film.shape == (1, 64) and local is not None and local.shape == (1, 2, 4)
+    expected = F.silu(torch.tensor([[1.0, 0.0, 0.0, 0.0], [20.0, 21.0, 5.0, 4.5]]))
+    torch.testing.assert_close(local[0], expected, atol=1e-5, rtol=0)
+
+
+def test_local_features_widen_the_condition_and_survive_a_spec_round_trip(tmp_path: Path) -> None:
+    flat, local = tiny_model(seed=3), tiny_model(seed=3, local_dim=4)
+    assert (
+        local.diffusion.denoiser.net.cond_channels == flat.diffusion.denoiser.net.cond_channels * 3
+    )
+    save_final(tmp_path, local, path_model_spec(local))
+    loaded = load_model(tmp_path / "final.pt")
+    assert isinstance(loaded, PathDiffusion) and loaded.cfg.map_encoder.local_dim == 4
+    macs = local.macs_per_plan(candidates=4, nfe=2)
+    assert macs["total"] > flat.macs_per_plan(candidates=4, nfe=2)["total"]

@@ -9,9 +9,11 @@ stage=0            # first stage to run
 stop_stage=100     # last stage to run
 datadir=data       # prepared data
 expdir=exp         # models, logs ($expdir/*/log)
+study_jobs=1       # study runs trained at once (stage 7)
 help_message="Usage: ./run.sh [options]
 Stages: 0 install, 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space
-baseline, 5 evaluate -> RESULTS.md"
+baseline, 5 evaluate -> RESULTS.md + RESULTS_windows.md, 6 multi-scale ablation ->
+RESULTS_multiscale.md, 7 training studies -> RESULTS_studies.md"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
@@ -22,4 +24,5 @@ fi
 
 "$LATENTDIFF_ROOT/recipes/path.sh" \
   --stage "$stage" --stop-stage "$stop_stage" --datadir "$datadir" --expdir "$expdir" \
-  --train-cmd "$train_cmd" --decode-cmd "$decode_cmd" --confdir conf --results RESULTS.md
+  --train-cmd "$train_cmd" --decode-cmd "$decode_cmd" --confdir conf --results RESULTS.md \
+  --study-jobs "$study_jobs"

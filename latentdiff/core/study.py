@@ -1,0 +1,128 @@
+"""Training studies: several variants, each trained over several seeds, compared by their spread.
+
+A study directory holds one run per variant and seed, ``<study>/<variant>/seed<k>/`` (each a
+trainer experiment directory with ``train_log.csv`` and ``final.pt``). This module finds the runs,
+reads their training curves, summarises any per-run metric by variant (mean, standard deviation,
+range over seeds) and plots the curves; the tracks supply the held-out metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from latentdiff.reporting import save_figure
+
+_SEED_DIR = re.compile(r"seed(\d+)$")
+
+
+@dataclass
+class StudyRun:
+    """One trained run of a study: its variant, seed, directory and training curve."""
+
+    variant: str
+    seed: int
+    exp_dir: Path
+    steps: np.ndarray
+    loss: np.ndarray
+    train_seconds: float
+    rollbacks: int
+
+
+def read_train_log(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a trainer's ``train_log.csv`` as float arrays (empty cells become NaN)."""
+    with path.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows:
+        raise ValueError(f"{path} has no logged steps")
+    return {
+        key: np.array([float(row[key]) if row[key] not in ("", None) else math.nan for row in rows])
+        for key in rows[0]
+    }
+
+
+def find_runs(study_dir: Path) -> list[StudyRun]:
+    """Runs ``<study_dir>/<variant>/seed<k>`` that finished (``final.pt`` present), sorted."""
+    runs = []
+    for seed_dir in sorted(study_dir.glob("*/seed*")):
+        match = _SEED_DIR.search(seed_dir.name)
+        if match is None or not (seed_dir / "final.pt").is_file():
+            continue
+        log = read_train_log(seed_dir / "train_log.csv")
+        runs.append(
+            StudyRun(
+                variant=seed_dir.parent.name,
+                seed=int(match.group(1)),
+                exp_dir=seed_dir,
+                steps=log["step"],
+                loss=log["loss"],
+                train_seconds=float(log["time"][-1]),
+                rollbacks=int(np.nansum(log.get("rollback", np.zeros(1)))),
+            )
+        )
+    if not runs:
+        raise FileNotFoundError(f"no finished runs <variant>/seed<k>/final.pt under {study_dir}")
+    return sorted(runs, key=lambda run: (run.variant, run.seed))
+
+
+def summarise(
+    runs: Sequence[StudyRun], metrics: Sequence[Mapping[str, float]], order: Sequence[str] = ()
+) -> list[dict[str, object]]:
+    """Per variant: seeds, and mean / std / min / max over seeds of every metric.
+
+    ``metrics[i]`` belongs to ``runs[i]``; ``order`` lists variants to put first.
+    """
+    present = [run.variant for run in runs]
+    variants = dict.fromkeys([*(v for v in order if v in present), *present])
+    rows = []
+    for variant in variants:
+        chosen = [m for r, m in zip(runs, metrics, strict=True) if r.variant == variant]
+        row: dict[str, object] = {"variant": variant, "seeds": len(chosen)}
+        for key in chosen[0]:
+            values = np.array([m[key] for m in chosen], dtype=float)
+            row[f"{key}_mean"] = float(values.mean())
+            row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"{key}_range"] = float(values.max() - values.min())
+        rows.append(row)
+    return rows
+
+
+def plot_curves(runs: Sequence[StudyRun], path: Path, title: str) -> None:
+    """Training loss against step: one colour per variant, one line per seed (log scale)."""
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    variants = list(dict.fromkeys(run.variant for run in runs))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for run in runs:
+        colour = colours[variants.index(run.variant) % len(colours)]
+        label = (
+            run.variant
+            if run.seed == min(r.seed for r in runs if r.variant == run.variant)
+            else None
+        )
+        ax.plot(run.steps, run.loss, color=colour, linewidth=1.0, alpha=0.8, label=label)
+    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_spread(runs: Sequence[StudyRun], values: Sequence[float], path: Path, ylabel: str) -> None:
+    """One dot per seed and the mean per variant of a final metric."""
+    variants = list(dict.fromkeys(run.variant for run in runs))
+    fig, ax = plt.subplots(figsize=(1.2 * len(variants) + 2.5, 4.0))
+    for index, variant in enumerate(variants):
+        chosen = [v for r, v in zip(runs, values, strict=True) if r.variant == variant]
+        ax.scatter([index] * len(chosen), chosen, color="tab:blue", s=18)
+        ax.hlines(np.mean(chosen), index - 0.25, index + 0.25, color="black")
+    ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+    ax.set(ylabel=ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,131 @@
+"""Training studies of the path model: each variant over seeds, scored on held-out windows.
+
+Runs come from ``latentdiff train path-diffusion ... --exp-dir <study>/<variant>/seed<k>`` (the
+recipe's study stage). Each is scored on a data split by
+
+- ``heldout_loss``: the training objective on the split at fixed noise (deterministic, so it
+  shows the seed spread of the model itself, not of the scoring);
+- the planner on the split's windows (:mod:`latentdiff.path.window_eval`): share of queries with a
+  verified raw sample where the network ran, success, length ratio, plan time and MACs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from latentdiff.core.models import load_model
+from latentdiff.core.study import StudyRun, find_runs, plot_curves, plot_spread, summarise
+from latentdiff.path.data import PathDataset, PathSamples
+from latentdiff.path.model import PathDiffusion
+from latentdiff.path.planner import Planner
+from latentdiff.path.window_eval import run_windows
+from latentdiff.reporting import markdown_table, save_figure
+
+HELDOUT_REPEATS = 4  # noise draws per held-out sample
+HELDOUT_SEED = 7_000_000
+
+
+def heldout_loss(model: PathDiffusion, samples: PathSamples, batch: int = 256) -> float:
+    """Mean training loss over ``samples`` at fixed per-sample seeds (no gradient)."""
+    data = PathDataset(samples)
+    n = len(data)
+    total = 0.0
+    model.eval()
+    with torch.no_grad():
+        for repeat in range(HELDOUT_REPEATS):
+            for begin in range(0, n, batch):
+                end = min(begin + batch, n)
+                part = {
+                    k: getattr(data, k)[begin:end] for k in ("maps", "endpoints", "guide", "target")
+                }
+                seeds = torch.arange(begin, end) + HELDOUT_SEED + repeat * n
+                loss, _ = model(part, seeds)
+                total += float(loss) * (end - begin)
+    return total / (HELDOUT_REPEATS * n)
+
+
+def run_metrics(run: StudyRun, samples: PathSamples) -> dict[str, float]:
+    """Held-out loss, planner outcomes and training cost of one run."""
+    planner = Planner.from_pretrained(run.exp_dir / "final.pt")
+    model = load_model(run.exp_dir / "final.pt")
+    assert isinstance(model, PathDiffusion)
+    outcome = run_windows(planner, samples, progress=False)
+    ran = outcome.network_ran
+    config = planner.config
+    return {
+        "heldout_loss": heldout_loss(model, samples),
+        "final_train_loss": float(np.mean(run.loss[-3:])),
+        "valid_raw_ran": float(outcome.valid_raw[ran].mean()) if ran.any() else math.nan,
+        "success": float(outcome.success.mean()),
+        "len_mean": float(outcome.length_ratio.mean()),
+        "ms_p50_ran": float(np.median(outcome.ms[ran])) if ran.any() else math.nan,
+        "mmacs_per_window": model.macs_per_plan(config.candidates, config.steps)["total"] / 1e6,
+        "train_s": run.train_seconds,
+        "rollbacks": float(run.rollbacks),
+    }
+
+
+def plot_pareto(rows: list[dict[str, object]], path: Path) -> None:
+    """Per variant: raw-valid share and plan time against MACs per window (seed means)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for row in rows:
+        macs = float(row["mmacs_per_window_mean"])  # type: ignore[arg-type]
+        for ax, key in ((left, "valid_raw_ran_mean"), (right, "ms_p50_ran_mean")):
+            ax.scatter(macs, float(row[key]))  # type: ignore[arg-type]
+            ax.annotate(str(row["variant"]), (macs, float(row[key])), fontsize=8)  # type: ignore[arg-type]
+    left.set(xlabel="M MACs per window", ylabel="raw sample verified (where the network ran)")
+    right.set(xlabel="M MACs per window", ylabel="median plan time where the network ran (ms)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_study_report(
+    study_dir: Path, samples: PathSamples, split: str, results: Path, command: str
+) -> list[dict[str, object]]:
+    """Score every finished run under ``study_dir``; write tables and plots; return the summary."""
+    runs = find_runs(study_dir)
+    metrics = [run_metrics(run, samples) for run in runs]
+    summary = summarise(runs, metrics, order=["default"])
+    plots = results.parent / "plots"
+    stem = results.stem.lower()
+    plot_curves(runs, plots / f"{stem}_curves.png", "path diffusion: training loss per variant")
+    plot_spread(
+        runs,
+        [m["heldout_loss"] for m in metrics],
+        plots / f"{stem}_heldout_loss.png",
+        f"held-out loss ({split})",
+    )
+    plot_pareto(summary, plots / f"{stem}_pareto.png")
+    per_run = [
+        {"variant": run.variant, "seed": run.seed, **metric}
+        for run, metric in zip(runs, metrics, strict=True)
+    ]
+    summary_keys = ["variant", "seeds"] + [
+        f"{key}_{stat}"
+        for key in ("heldout_loss", "valid_raw_ran", "len_mean", "ms_p50_ran")
+        for stat in ("mean", "std", "range")
+    ]
+    summary_keys += ["mmacs_per_window_mean", "train_s_mean", "rollbacks_mean"]
+    text = (
+        f"# Path diffusion training studies ({split} windows)\n\nProduced by:\n\n```sh\n"
+        f"{command}\n```\n\nRuns: `{study_dir}/<variant>/seed<k>` (the variants' settings are in "
+        "each run's `experiment.yaml`). `heldout_loss`: the training objective on the split at "
+        "fixed noise. `valid_raw_ran`: share of queries with a verified raw sample, over the "
+        "queries where the network ran. std is over seeds (ddof 1); range = max - min.\n\n"
+        f"## Summary by variant\n\n{markdown_table(summary, summary_keys)}\n\n"
+        f"![training curves](plots/{stem}_curves.png)\n\n"
+        f"![held-out loss per seed](plots/{stem}_heldout_loss.png)\n\n"
+        f"![quality and time against MACs](plots/{stem}_pareto.png)\n\n"
+        f"## Every run\n\n{markdown_table(per_run, list(per_run[0]))}\n"
+    )
+    temporary = results.with_name(f".{results.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(results)
+    return summary

@@ -1,0 +1,64 @@
+"""Training studies: finding runs, summarising metrics over seeds, plotting curves."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentdiff.core.study import find_runs, plot_curves, plot_spread, summarise
+
+
+def fake_run(
+    root: Path, variant: str, seed: int, losses: list[float], finished: bool = True
+) -> None:
+    run = root / variant / f"seed{seed}"
+    run.mkdir(parents=True)
+    lines = ["step,loss,lr,time,rollback"]
+    lines += [f"{10 * (i + 1)},{loss},0.1,{i + 1.5},{int(i == 1)}" for i, loss in enumerate(losses)]
+    (run / "train_log.csv").write_text("\n".join(lines) + "\n")
+    if finished:
+        (run / "final.pt").write_bytes(b"")
+
+
+def test_runs_are_found_sorted_and_unfinished_ones_skipped(tmp_path: Path) -> None:
+    fake_run(tmp_path, "plain", 2, [1.0, 0.5])
+    fake_run(tmp_path, "default", 1, [1.0, 0.4, 0.3])
+    fake_run(tmp_path, "plain", 1, [1.0, 0.6])
+    fake_run(tmp_path, "plain", 3, [1.0], finished=False)
+    runs = find_runs(tmp_path)
+    assert [(r.variant, r.seed) for r in runs] == [("default", 1), ("plain", 1), ("plain", 2)]
+    assert runs[0].steps.tolist() == [10, 20, 30] and runs[0].loss[-1] == pytest.approx(0.3)
+    assert runs[0].train_seconds == pytest.approx(3.5) and runs[0].rollbacks == 1
+
+
+def test_an_empty_study_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="seed"):
+        find_runs(tmp_path)
+
+
+def test_summary_gives_mean_std_and_range_per_variant(tmp_path: Path) -> None:
+    for seed, loss in ((1, 0.2), (2, 0.4), (3, 0.9)):
+        fake_run(tmp_path, "plain", seed, [1.0, loss])
+    fake_run(tmp_path, "default", 1, [1.0, 0.3])
+    runs = find_runs(tmp_path)
+    metrics = [{"loss": float(run.loss[-1])} for run in runs]
+    rows = summarise(runs, metrics, order=["plain"])
+    assert [row["variant"] for row in rows] == ["plain", "default"]
+    plain, default = rows
+    assert plain["seeds"] == 3 and plain["loss_mean"] == pytest.approx(0.5)
+    assert plain["loss_std"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
+    assert plain["loss_range"] == pytest.approx(0.7)
+    assert default["seeds"] == 1 and math.isnan(default["loss_std"])
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    fake_run(tmp_path, "a", 1, [1.0, 0.5, 0.4])
+    fake_run(tmp_path, "b", 1, [1.0, 0.7, 0.6])
+    runs = find_runs(tmp_path)
+    plot_curves(runs, tmp_path / "plots" / "curves.png", "title")
+    plot_spread(runs, [0.4, 0.6], tmp_path / "plots" / "spread.png", "loss")
+    for name in ("curves.png", "spread.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
