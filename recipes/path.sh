@@ -14,7 +14,8 @@ study_jobs=1          # study runs trained at once (stage 7)
 study_seeds=3         # seeds per study variant
 help_message="Usage: $0 [options]
 Stages: 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space baseline,
-5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds)"
+5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds),
+8 few-step distillation (1 and 2 DDIM steps)"
 
 . parse_options.sh
 . stage.sh
@@ -70,11 +71,11 @@ fi
 # Study variants: name, then the config overrides that make it (--set key=value each).
 study_variants=(
   "default"
+  "plain trainer.ema_decay=0 model.diffusion.diffusion.loss_weighting=uniform trainer.grad_clip=0 trainer.warmup_steps=0"
   "no_ema trainer.ema_decay=0"
   "uniform_weighting model.diffusion.diffusion.loss_weighting=uniform"
   "no_clipping trainer.grad_clip=0"
   "no_warmup trainer.warmup_steps=0"
-  "plain trainer.ema_decay=0 model.diffusion.diffusion.loss_weighting=uniform trainer.grad_clip=0 trainer.warmup_steps=0"
   "tiny model.diffusion.backbone.unet_channels=[24]"
   "base model.diffusion.backbone.unet_channels=[64]"
   "multiscale model.map_encoder.local_dim=8"
@@ -96,4 +97,20 @@ if run_stage 7 "Training studies: ${#study_variants[@]} variants x $study_seeds 
     latentdiff evaluate path-study --study-dir "$expdir/study" --data-dir "$datadir" \
       --split dev --results "${results%.md}_studies.md"
   log "Report: ${results%.md}_studies.md"
+fi
+
+if run_stage 8 "Few-step distillation: DDIM students at 1 and 2 steps"; then
+  for steps in 1 2; do
+    ${train_cmd} "$expdir/distill_${steps}step/log/train.log" \
+      latentdiff train path-distill --config "$confdir/distill.yaml" \
+        --teacher "$expdir/diffusion/final.pt" --data-dir "$datadir" \
+        --exp-dir "$expdir/distill_${steps}step" --set "distill.steps=$steps" \
+        --set "distill.substeps=$(( 6 / steps ))"
+  done
+  ${decode_cmd} "$expdir/log/evaluate_distill.log" \
+    latentdiff evaluate path-windows --model "teacher=$expdir/diffusion/final.pt" \
+      --model "student_2step=$expdir/distill_2step/final.pt" \
+      --model "student_1step=$expdir/distill_1step/final.pt" --data-dir "$datadir" --split test \
+      --results "${results%.md}_distill.md"
+  log "Report: ${results%.md}_distill.md"
 fi

@@ -38,8 +38,16 @@ def _train_path_diffusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_path_distill(args: argparse.Namespace) -> int:
+    from latentdiff.path.train import train_path_distill
+
+    stats = train_path_distill(args.config, args.teacher, args.data_dir, args.exp_dir, args.set)
+    print(f"few-step student trained: {stats}")
+    return 0
+
+
 def add_commands(table: CommandTable) -> None:
-    """``prepare path``, ``train path-autoencoder``, ``train path-diffusion``."""
+    """``prepare path``, ``train path-autoencoder``, ``train path-diffusion``, ``path-distill``."""
     prep = table.task("prepare", "path", "planner windows with guide and optimal paths")
     prep.add_argument("--out-dir", type=Path, required=True)
     prep.add_argument("--config", type=Path, help="YAML with PathDataConfig fields")
@@ -48,7 +56,8 @@ def add_commands(table: CommandTable) -> None:
 
     ae = table.task("train", "path-autoencoder", "trajectory autoencoder on planner paths")
     diff = table.task("train", "path-diffusion", "(latent) path diffusion with its map encoder")
-    for sub in (ae, diff):
+    distill = table.task("train", "path-distill", "few-step (DDIM) student of a path model")
+    for sub in (ae, diff, distill):
         add_config_options(sub)
         sub.add_argument("--data-dir", type=Path, required=True)
         sub.add_argument("--exp-dir", type=Path, required=True)
@@ -57,3 +66,5 @@ def add_commands(table: CommandTable) -> None:
         "--autoencoder", type=Path, help="trajectory autoencoder checkpoint (latent models)"
     )
     diff.set_defaults(run=_train_path_diffusion)
+    distill.add_argument("--teacher", type=Path, required=True, help="teacher final.pt")
+    distill.set_defaults(run=_train_path_distill)

@@ -11,7 +11,9 @@ What each part does:
   itself, folded to the latent frame rate (``downsample`` consecutive waypoints per frame) and
   concatenated as ``cond`` channels;
 - a small strided CNN (:class:`MapEncoder`) turns the window's occupancy and signed distance field,
-  plus the normalised start and goal, into the global FiLM vector of the denoiser.
+  plus the normalised start and goal, into the global FiLM vector of the denoiser; with
+  ``local_dim`` > 0 its multi-scale feature maps are also sampled at every guide waypoint and
+  passed with the guide as ``cond`` channels.
 
 Trained on the exact any-angle optimum, the model learns to tauten the guide. Its samples carry no
 guarantee: the planner verifies every candidate with the exact collision checker. With
@@ -30,6 +32,7 @@ from torch.nn import functional as F
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.config import from_dict, to_dict
+from latentdiff.core.distill import DistillConfig, distillation_loss
 from latentdiff.core.latent import LatentDiffusion, LatentDiffusionConfig
 from latentdiff.core.models import register_model
 from latentdiff.core.nets import count_macs
@@ -162,6 +165,32 @@ class PathDiffusion(nn.Module):
         cond, film = self.condition(batch["maps"], batch["endpoints"], batch["guide"])
         residual = to_residual(batch["target"], batch["guide"])
         return self.diffusion.loss(residual, seeds, cond=cond, film=film)
+
+    def distillation_loss(
+        self, teacher: PathDiffusion, batch: dict[str, Tensor], seeds: Tensor, cfg: DistillConfig
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Few-step distillation loss of this (student) model against ``teacher``.
+
+        Both see the same batch, each through its own map encoder; the student's autoencoder is
+        the teacher's (frozen), so both work on the same latent.
+        """
+        cond, film = self.condition(batch["maps"], batch["endpoints"], batch["guide"])
+        with torch.no_grad():
+            teacher_cond, teacher_film = teacher.condition(
+                batch["maps"], batch["endpoints"], batch["guide"]
+            )
+        latent = self.diffusion.encode(to_residual(batch["target"], batch["guide"]))
+        return distillation_loss(
+            self.diffusion.denoiser,
+            teacher.diffusion.denoiser,
+            latent,
+            seeds,
+            cfg,
+            cond=cond,
+            film=film,
+            teacher_cond=teacher_cond,
+            teacher_film=teacher_film,
+        )
 
     @torch.inference_mode()
     def propose(

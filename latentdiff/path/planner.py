@@ -28,7 +28,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +73,15 @@ BACKENDS = ("onnxruntime", "eager")
 class PlannerConfig:
     """Sampling and selection settings (the model itself comes from its checkpoint).
 
-    ``backend`` runs the network call as a compiled kernel ("onnxruntime", see
-    :mod:`latentdiff.path.kernels`) or as eager PyTorch ("eager"); both draw the same noise and
-    give the same samples within float rounding.
+    ``steps`` and ``sampler`` default to the model's own (its training config's; a distilled
+    model's are its student settings). ``backend`` runs the network call as a compiled kernel
+    ("onnxruntime", see :mod:`latentdiff.path.kernels`) or as eager PyTorch ("eager"); both draw
+    the same noise and give the same samples within float rounding.
     """
 
     candidates: int = 8
-    steps: int = 3
-    sampler: str = "dpmpp_2m"
+    steps: int | None = None
+    sampler: str | None = None
     seed: int = 0
     margin: int = 2
     repair: bool = True
@@ -91,6 +92,15 @@ class PlannerConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.backend == "onnxruntime" and self.sampler == "ddpm":
             raise ValueError("ddpm draws fresh noise at every step; use backend='eager' for it")
+
+    def for_model(self, model: PathDiffusion) -> PlannerConfig:
+        """These settings with ``steps`` and ``sampler`` filled in from ``model`` where unset."""
+        own = model.cfg.diffusion.diffusion
+        return replace(
+            self,
+            steps=self.steps if self.steps is not None else own.steps,
+            sampler=self.sampler if self.sampler is not None else own.sampler,
+        )
 
 
 @dataclass
@@ -191,7 +201,7 @@ class Planner:
 
     def __init__(self, model: PathDiffusion, config: PlannerConfig | None = None) -> None:
         self.model = model.eval()
-        self.config = config if config is not None else PlannerConfig()
+        self.config = (config if config is not None else PlannerConfig()).for_model(model)
         self._window_macs: dict[int, float] = {}
         if self.config.backend == "onnxruntime":  # build the kernel now, not in the first plan
             self._kernel()

@@ -13,10 +13,17 @@ from torch.utils.data import Dataset
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
 from latentdiff.core.config import apply_overrides, from_dict, load_yaml, save_config
+from latentdiff.core.distill import DistillConfig
 from latentdiff.core.models import autoencoder_spec, load_model, save_final
 from latentdiff.core.training import Trainer, TrainerConfig
 from latentdiff.path.data import PathDataset, load_split
-from latentdiff.path.model import PathDiffusion, PathModelConfig, path_model_spec, to_residual
+from latentdiff.path.model import (
+    PathDiffusion,
+    PathModelConfig,
+    build_path_model,
+    path_model_spec,
+    to_residual,
+)
 
 
 def _default_autoencoder() -> AutoencoderConfig:
@@ -50,6 +57,52 @@ class ResidualDataset(Dataset[Tensor]):
 
     def __getitem__(self, index: int) -> Tensor:
         return self.paths[index]
+
+
+@dataclass
+class PathDistillExperiment:
+    """Config file of the few-step distillation stage (the teacher comes from the command line)."""
+
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def student_of(teacher: PathDiffusion, steps: int) -> PathDiffusion:
+    """A copy of ``teacher`` whose own sampling settings are DDIM at ``steps`` steps."""
+    spec = path_model_spec(teacher)
+    spec["config"]["diffusion"]["diffusion"].update(sampler="ddim", steps=steps)
+    student = build_path_model(spec)
+    assert isinstance(student, PathDiffusion)
+    student.load_state_dict(teacher.state_dict())
+    return student
+
+
+def train_path_distill(
+    config: Path, teacher_path: Path, data_dir: Path, exp_dir: Path, overrides: Sequence[str] = ()
+) -> dict[str, float]:
+    """Distil the path diffusion model at ``teacher_path`` into a DDIM student of few steps."""
+    exp = from_dict(PathDistillExperiment, apply_overrides(load_yaml(config), overrides))
+    teacher = load_model(teacher_path)
+    if not isinstance(teacher, PathDiffusion):
+        raise ValueError(f"{teacher_path} is not a path diffusion model")
+    teacher.eval().requires_grad_(False)
+    torch.manual_seed(exp.trainer.seed)
+    student = student_of(teacher, exp.distill.steps)
+    dataset = PathDataset(load_split(data_dir, "train"))
+
+    def loss_fn(
+        net: nn.Module, batch: dict[str, Tensor], seeds: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        return net.distillation_loss(teacher, batch, seeds, exp.distill)  # type: ignore[operator]
+
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(exp, exp_dir / "experiment.yaml")
+    spec = path_model_spec(student)
+    spec["teacher"] = str(teacher_path)
+    trainer = Trainer(student, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
+    stats = trainer.fit()
+    save_final(exp_dir, trainer.ema_model.cpu(), spec)
+    return stats
 
 
 def export_half(source: str | Path, destination: str | Path) -> None:

@@ -13,7 +13,8 @@ study_jobs=1       # study runs trained at once (stage 7)
 help_message="Usage: ./run.sh [options]
 Stages: 0 install, 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space
 baseline, 5 evaluate -> RESULTS.md + RESULTS_windows.md, 6 multi-scale ablation ->
-RESULTS_multiscale.md, 7 training studies -> RESULTS_studies.md"
+RESULTS_multiscale.md, 7 training studies -> RESULTS_studies.md, 8 few-step distillation ->
+RESULTS_distill.md"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
