@@ -79,6 +79,7 @@ study_variants=(
   "tiny model.diffusion.backbone.unet_channels=[24]"
   "base model.diffusion.backbone.unet_channels=[64]"
   "multiscale model.map_encoder.local_dim=8"
+  "two_stage model.diffusion.stages=2"
 )
 
 if run_stage 7 "Training studies: ${#study_variants[@]} variants x $study_seeds seeds"; then

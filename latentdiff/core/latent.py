@@ -15,17 +15,23 @@ from latentdiff.core.autoencoder import Autoencoder1D
 from latentdiff.core.diffusion import Denoiser, DiffusionConfig
 from latentdiff.core.nets import BackboneConfig, build_backbone
 from latentdiff.core.samplers import SampleResult
+from latentdiff.core.stages import StagedBackbone, stage_boundaries
 
 
 @dataclass
 class LatentDiffusionConfig:
-    """Shape of the diffusion model; ``data_channels`` is used only without an autoencoder."""
+    """Shape of the diffusion model; ``data_channels`` is used only without an autoencoder.
+
+    ``stages`` > 1 gives each of that many noise-level intervals its own backbone
+    (:mod:`latentdiff.core.stages`).
+    """
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data_channels: int = 1
     cond_channels: int = 0
     film_dim: int = 0
+    stages: int = 1
 
 
 class LatentDiffusion(nn.Module):
@@ -40,12 +46,20 @@ class LatentDiffusion(nn.Module):
             autoencoder.eval()
         channels = autoencoder.cfg.latent_channels if autoencoder is not None else cfg.data_channels
         self.channels = channels
-        net = build_backbone(
-            cfg.backbone,
-            in_channels=channels,
-            out_channels=channels,
-            cond_channels=cfg.cond_channels,
-            film_dim=cfg.film_dim,
+        nets = [
+            build_backbone(
+                cfg.backbone,
+                in_channels=channels,
+                out_channels=channels,
+                cond_channels=cfg.cond_channels,
+                film_dim=cfg.film_dim,
+            )
+            for _ in range(cfg.stages)
+        ]
+        net = (
+            nets[0]
+            if cfg.stages == 1
+            else StagedBackbone(nets, stage_boundaries(cfg.diffusion, cfg.stages))
         )
         self.denoiser = Denoiser(net, cfg.diffusion)
 

@@ -72,6 +72,16 @@ def find_runs(study_dir: Path) -> list[StudyRun]:
     return sorted(runs, key=lambda run: (run.variant, run.seed))
 
 
+def time_to_loss(run: StudyRun, target: float, window: int = 3) -> float:
+    """Training seconds until the running mean of ``window`` logged losses first reaches
+    ``target`` (NaN if it never does); the log's ``time`` column is per logged step."""
+    log = read_train_log(run.exp_dir / "train_log.csv")
+    window = min(window, len(log["loss"]))
+    losses = np.convolve(log["loss"], np.ones(window) / window, mode="valid")
+    reached = np.flatnonzero(losses <= target)
+    return float(log["time"][reached[0] + window - 1]) if reached.size else math.nan
+
+
 def summarise(
     runs: Sequence[StudyRun], metrics: Sequence[Mapping[str, float]], order: Sequence[str] = ()
 ) -> list[dict[str, object]]:

@@ -145,6 +145,7 @@ class PathDiffusion(nn.Module):
             data_channels=2,
             cond_channels=(2 + cfg.map_encoder.local_dim) * downsample,
             film_dim=cfg.map_encoder.out_dim,
+            stages=cfg.diffusion.stages,
         )
         self.map_encoder = MapEncoder(cfg.map_encoder)
         self.diffusion = LatentDiffusion(diffusion_cfg, autoencoder)

@@ -19,13 +19,21 @@ import numpy as np
 import torch
 
 from latentdiff.core.models import load_model
-from latentdiff.core.study import StudyRun, find_runs, plot_curves, plot_spread, summarise
+from latentdiff.core.study import (
+    StudyRun,
+    find_runs,
+    plot_curves,
+    plot_spread,
+    summarise,
+    time_to_loss,
+)
 from latentdiff.path.data import PathDataset, PathSamples
 from latentdiff.path.model import PathDiffusion
 from latentdiff.path.planner import Planner
 from latentdiff.path.window_eval import run_windows
 from latentdiff.reporting import markdown_table, save_figure
 
+TARGET_FACTOR = 1.05  # target training loss: this times the default variant's final loss
 HELDOUT_REPEATS = 4  # noise draws per held-out sample
 HELDOUT_SEED = 7_000_000
 
@@ -92,6 +100,12 @@ def write_study_report(
     """Score every finished run under ``study_dir``; write tables and plots; return the summary."""
     runs = find_runs(study_dir)
     metrics = [run_metrics(run, samples) for run in runs]
+    reference = [
+        m["final_train_loss"] for r, m in zip(runs, metrics, strict=True) if r.variant == "default"
+    ]
+    target = TARGET_FACTOR * float(np.mean(reference)) if reference else math.nan
+    for run, metric in zip(runs, metrics, strict=True):
+        metric["s_to_target_loss"] = time_to_loss(run, target)
     summary = summarise(runs, metrics, order=["default"])
     plots = results.parent / "plots"
     stem = results.stem.lower()
@@ -112,13 +126,20 @@ def write_study_report(
         for key in ("heldout_loss", "valid_raw_ran", "len_mean", "ms_p50_ran")
         for stat in ("mean", "std", "range")
     ]
-    summary_keys += ["mmacs_per_window_mean", "train_s_mean", "rollbacks_mean"]
+    summary_keys += [
+        "mmacs_per_window_mean",
+        "train_s_mean",
+        "s_to_target_loss_mean",
+        "rollbacks_mean",
+    ]
     text = (
         f"# Path diffusion training studies ({split} windows)\n\nProduced by:\n\n```sh\n"
         f"{command}\n```\n\nRuns: `{study_dir}/<variant>/seed<k>` (the variants' settings are in "
         "each run's `experiment.yaml`). `heldout_loss`: the training objective on the split at "
         "fixed noise. `valid_raw_ran`: share of queries with a verified raw sample, over the "
-        "queries where the network ran. std is over seeds (ddof 1); range = max - min.\n\n"
+        "queries where the network ran. `s_to_target_loss`: training seconds until the running "
+        f"mean of 3 logged losses reaches {TARGET_FACTOR} x the default variant's final loss "
+        f"({target:.4f}). std is over seeds (ddof 1); range = max - min.\n\n"
         f"## Summary by variant\n\n{markdown_table(summary, summary_keys)}\n\n"
         f"![training curves](plots/{stem}_curves.png)\n\n"
         f"![held-out loss per seed](plots/{stem}_heldout_loss.png)\n\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentdiff.core.study import find_runs, plot_curves, plot_spread, summarise
+from latentdiff.core.study import find_runs, plot_curves, plot_spread, summarise, time_to_loss
 
 
 def fake_run(
@@ -62,3 +62,11 @@ def test_plots_are_written(tmp_path: Path) -> None:
     plot_spread(runs, [0.4, 0.6], tmp_path / "plots" / "spread.png", "loss")
     for name in ("curves.png", "spread.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_time_to_a_target_loss_uses_the_running_mean(tmp_path: Path) -> None:
+    fake_run(tmp_path, "a", 1, [1.0, 0.5, 0.3, 0.2])  # logged at 1.5, 2.5, 3.5, 4.5 s
+    (run,) = find_runs(tmp_path)
+    assert time_to_loss(run, 0.5, window=1) == pytest.approx(2.5)
+    assert time_to_loss(run, 0.4, window=2) == pytest.approx(3.5)  # means 0.75, 0.4, 0.25
+    assert math.isnan(time_to_loss(run, 0.1, window=1))

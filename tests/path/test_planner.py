@@ -21,7 +21,7 @@ from latentdiff.path.search import astar_any_angle, visibility_graph_optimum
 from latentdiff.path.taut import taut_path
 
 
-def tiny_model(seed: int = 0, local_dim: int = 0) -> PathDiffusion:
+def tiny_model(seed: int = 0, local_dim: int = 0, stages: int = 1) -> PathDiffusion:
     """A small randomly initialised latent path model."""
     torch.manual_seed(seed)
     ae = Autoencoder1D(
@@ -30,7 +30,7 @@ def tiny_model(seed: int = 0, local_dim: int = 0) -> PathDiffusion:
     cfg = PathModelConfig(
         map_encoder=MapEncoderConfig(channels=(4, 8, 8, 8), out_dim=16, local_dim=local_dim),
         diffusion=LatentDiffusionConfig(
-            backbone=BackboneConfig(name="unet", unet_channels=(16,), embed_dim=16)
+            backbone=BackboneConfig(name="unet", unet_channels=(16,), embed_dim=16), stages=stages
         ),
     )
     return PathDiffusion(cfg, ae).eval()

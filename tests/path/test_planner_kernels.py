@@ -28,13 +28,14 @@ def network_inputs(pieces: int, seed: int) -> tuple[torch.Tensor, ...]:
 
 
 @pytest.mark.parametrize(
-    ("sampler", "steps", "local_dim"), [("dpmpp_2m", 3, 0), ("heun", 2, 0), ("dpmpp_2m", 2, 4)]
+    ("sampler", "steps", "local_dim", "stages"),
+    [("dpmpp_2m", 3, 0, 1), ("heun", 2, 0, 1), ("dpmpp_2m", 2, 4, 1), ("dpmpp_2m", 3, 0, 2)],
 )
 def test_kernel_equals_eager_propose_for_any_number_of_windows(
-    sampler: str, steps: int, local_dim: int
+    sampler: str, steps: int, local_dim: int, stages: int
 ) -> None:
     torch.set_num_threads(1)
-    model = tiny_model(seed=1, local_dim=local_dim)
+    model = tiny_model(seed=1, local_dim=local_dim, stages=stages)
     kernel = proposal_kernel(model, 4, steps, sampler)
     for pieces in (1, 3):
         maps, endpoints, guide = network_inputs(pieces, seed=pieces)
