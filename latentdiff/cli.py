@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "latentdiff.se.commands_bench",
     "latentdiff.se.commands_export",
     "latentdiff.se.commands_stream",
+    "latentdiff.commands_quant",
 )
 
 

@@ -7,8 +7,10 @@ give the same samples (within float rounding). Only the batch axis (window piece
 The tensors are tiny, so per-operator overhead, not arithmetic, dominates the eager call;
 onnxruntime on one thread runs the exported graph about three times faster.
 
-Kernels are built once per (model, candidates, steps, sampler) and shared by every planner of the
-process; a kernel keeps the weights the model had when it was built.
+Kernels run at a ``precision`` of :data:`latentdiff.core.quantize.ONNX_PRECISIONS` (int8: dynamic
+quantization of the graph's matrix products; the map encoder's 2-D convolutions stay float32).
+They are built once per (model, candidates, steps, sampler, precision) and shared by every planner
+of the process; a kernel keeps the weights the model had when it was built.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from latentdiff.core.diffusion import get_sigmas, guided
 from latentdiff.core.onnx import single_thread_session
+from latentdiff.core.quantize import ONNX_PRECISIONS, check_precision, quantize_onnx
 from latentdiff.core.samplers import SAMPLERS
 from latentdiff.path.model import PathDiffusion, from_residual
 
@@ -30,10 +33,10 @@ OPSET = 17
 INPUTS = ("maps", "endpoints", "guide", "noise")
 OUTPUT = "samples"
 
-_KERNELS: weakref.WeakKeyDictionary[PathDiffusion, dict[tuple[int, int, str], ProposalKernel]] = (
+_KernelKey = tuple[int, int, str, str]
+_KERNELS: weakref.WeakKeyDictionary[PathDiffusion, dict[_KernelKey, ProposalKernel]] = (
     weakref.WeakKeyDictionary()
 )
-
 
 
 class ProposalGraph(nn.Module):
@@ -91,15 +94,18 @@ class ProposalGraph(nn.Module):
 
 
 class ProposalKernel:
-    """The exported :class:`ProposalGraph` run by onnxruntime on one thread (float32 numpy I/O)."""
+    """The exported :class:`ProposalGraph` at ``precision``, run by onnxruntime on one thread
+    (float32 numpy I/O at every precision)."""
 
-    def __init__(self, graph: ProposalGraph) -> None:
+    def __init__(self, graph: ProposalGraph, precision: str = "fp32") -> None:
+        check_precision(precision, ONNX_PRECISIONS)
         inputs = graph.example_inputs()
         with torch.no_grad():
             graph(*inputs)
         self.nfe = graph.evaluations
         self.noise_shape = graph.noise_shape
-        self._session = single_thread_session(_export(graph, inputs))
+        self.precision = precision
+        self._session = single_thread_session(quantize_onnx(_export(graph, inputs), precision))
 
     def __call__(
         self, maps: np.ndarray, endpoints: np.ndarray, guide: np.ndarray, noise: np.ndarray
@@ -133,11 +139,14 @@ def _export(graph: ProposalGraph, inputs: tuple[Tensor, ...]) -> bytes:
 
 
 def proposal_kernel(
-    model: PathDiffusion, candidates: int, steps: int, sampler: str
+    model: PathDiffusion, candidates: int, steps: int, sampler: str, precision: str = "fp32"
 ) -> ProposalKernel:
-    """The cached kernel of ``model``; ValueError for samplers that need fresh noise per step."""
+    """The cached kernel of ``model``; ValueError for samplers that need fresh noise per step and
+    for precisions onnxruntime does not run."""
+    check_precision(precision, ONNX_PRECISIONS)
     cache = _KERNELS.setdefault(model, {})
-    key = (candidates, steps, sampler)
+    key = (candidates, steps, sampler, precision)
     if key not in cache:
-        cache[key] = ProposalKernel(ProposalGraph(model, candidates, steps, sampler))
+        graph = ProposalGraph(model, candidates, steps, sampler)
+        cache[key] = ProposalKernel(graph, precision)
     return cache[key]

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from latentdiff.core.models import load_model, resolve_checkpoint
+from latentdiff.core.quantize import ONNX_PRECISIONS, check_precision
 from latentdiff.core.random import mix_seed
 from latentdiff.core.samplers import initial_noise
 from latentdiff.path.data import (
@@ -76,7 +77,8 @@ class PlannerConfig:
     ``steps`` and ``sampler`` default to the model's own (its training config's; a distilled
     model's are its student settings). ``backend`` runs the network call as a compiled kernel
     ("onnxruntime", see :mod:`latentdiff.path.kernels`) or as eager PyTorch ("eager"); both draw
-    the same noise and give the same samples within float rounding.
+    the same noise and give the same samples within float rounding. ``precision`` is the compiled
+    kernel's (fp32, int8 or fp16, see :mod:`latentdiff.core.quantize`); eager runs fp32 only.
     """
 
     candidates: int = 8
@@ -86,12 +88,16 @@ class PlannerConfig:
     margin: int = 2
     repair: bool = True
     backend: str = "onnxruntime"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.backend == "onnxruntime" and self.sampler == "ddpm":
             raise ValueError("ddpm draws fresh noise at every step; use backend='eager' for it")
+        if self.backend == "eager" and self.precision != "fp32":
+            raise ValueError(f"the eager backend runs fp32 only, got precision {self.precision!r}")
+        check_precision(self.precision, ONNX_PRECISIONS)
 
     def for_model(self, model: PathDiffusion) -> PlannerConfig:
         """These settings with ``steps`` and ``sampler`` filled in from ``model`` where unset."""
@@ -361,7 +367,9 @@ class Planner:
 
     def _kernel(self) -> ProposalKernel:
         config = self.config
-        return proposal_kernel(self.model, config.candidates, config.steps, config.sampler)
+        return proposal_kernel(
+            self.model, config.candidates, config.steps, config.sampler, config.precision
+        )
 
     def _seeds(self, piece: int) -> torch.Tensor:
         """Sampling seeds of the candidates of the ``piece``-th window of a route."""

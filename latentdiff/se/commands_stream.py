@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentdiff.commands import CommandTable
+from latentdiff.core.quantize import PRECISIONS
 from latentdiff.se import STREAM_BACKENDS
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _load_enhancer(args: argparse.Namespace) -> Enhancer | None:
     from latentdiff.se.enhancer import Enhancer
 
     try:
-        return Enhancer.from_pretrained(args.model, seed=args.seed)
+        return Enhancer.from_pretrained(args.model, seed=args.seed, precision=args.precision)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: cannot load the model: {err}", file=sys.stderr)
         return None
@@ -105,7 +106,11 @@ def _open_session(
         print(f"error: {err}", file=sys.stderr)
         return None
     if args.status or sys.stderr.isatty():
-        print(f"preparing the {args.backend} model path...", file=sys.stderr, flush=True)
+        print(
+            f"preparing the {args.backend} model path ({args.precision})...",
+            file=sys.stderr,
+            flush=True,
+        )
     session.warm_up()
     return session
 
@@ -333,6 +338,13 @@ def add_commands(table: CommandTable) -> None:
     run.add_argument("--seed", type=int, default=0, help="sampling seed")
     run.add_argument(
         "--backend", choices=STREAM_BACKENDS, default="onnxruntime", help="single-block kernel"
+    )
+    run.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="kernel precision: int8 or fp16 with onnxruntime, also bf16 with torchscript; "
+        "eager runs fp32 only (default fp32)",
     )
     run.add_argument(
         "--block-ms", type=_positive(float), default=10.0, help="I/O block length (default 10)"

@@ -17,6 +17,11 @@ Long signals are processed in bounded memory by overlapping chunks: each chunk o
 and a little future context, and only its own span is kept. Chunks start at latent-frame
 boundaries and the model draws its sampling noise per absolute frame index, so the result equals
 processing the whole signal at once (up to float rounding) for the causal models here.
+
+``precision`` (``latentdiff.core.quantize``) sets how the model runs: ``int8`` quantizes its linear
+layers dynamically (convolutions stay float32), ``bf16`` / ``fp16`` run matrix products and
+convolutions under autocast. Streaming sessions take it for their compiled kernels (see
+``Enhancer.stream``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 
 from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
 from latentdiff.core.models import load_model, resolve_checkpoint
+from latentdiff.core.quantize import autocast, check_precision, quantize_module
 from latentdiff.se.audio import resample, validate_waveform
 from latentdiff.se.model import SEModel
 from latentdiff.se.streaming import RealtimePolicy, StreamSession
@@ -64,11 +70,17 @@ class Enhancer:
         seed: int = 0,
         chunk_seconds: float = 30.0,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
     ) -> None:
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
         self.model = model.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
+        self.precision = check_precision(precision)
+        if precision == "int8" and self.device.type != "cpu":
+            raise ValueError(f"int8 runs on the CPU only, not on {self.device}")
+        # the model as ``enhance`` runs it; streaming kernels start from the float32 model
+        self._runner = quantize_module(self.model, "int8") if precision == "int8" else self.model
         self.steps = self._check_steps(steps)
         self.seed = seed
         self.chunk_seconds = chunk_seconds
@@ -78,7 +90,7 @@ class Enhancer:
         """Load the bundled model (``path=None``), an experiment dir or a checkpoint file.
 
         Keyword arguments go to the constructor (``steps``, ``seed``, ``chunk_seconds``,
-        ``device``).
+        ``device``, ``precision``).
         """
         if path is None:
             if not BUNDLED_MODEL.is_file():
@@ -118,11 +130,14 @@ class Enhancer:
         seed: int | None = None,
         realtime: RealtimePolicy | None = None,
         backend: str = "onnxruntime",
+        precision: str | None = None,
     ) -> StreamSession:
         """A streaming session (``latentdiff.se.streaming``) at ``sample_rate`` (default: the
         model's rate; other rates are resampled in and out with soxr's streaming resampler, which
         adds its delay and makes the output differ slightly from ``enhance``). ``backend`` runs
-        single blocks with onnxruntime, torchscript or eager PyTorch (same output)."""
+        single blocks with onnxruntime, torchscript or eager PyTorch (same output at fp32), at
+        ``precision`` (default: the enhancer's; onnxruntime runs fp32, int8 and fp16, torchscript
+        also bf16, eager fp32 only)."""
         rate = self.sample_rate if sample_rate is None else _check_rate(sample_rate)
         steps = self._check_steps(steps) if steps is not None else self.steps
         return StreamSession(
@@ -132,6 +147,7 @@ class Enhancer:
             sample_rate=rate,
             realtime=realtime,
             backend=backend,
+            precision=self.precision if precision is None else precision,
         )
 
     def _check_steps(self, steps: int | None) -> int | None:
@@ -163,7 +179,7 @@ class Enhancer:
         return np.pad(out, (0, wave.size - out.size)).astype(np.float32)
 
     def _enhance_model_rate(self, wave: np.ndarray, steps: int | None, seed: int) -> np.ndarray:
-        model = self.model
+        model = self._runner
         block = model.downsample * model.cfg.stft.hop
         body = max(block, round(self.chunk_seconds * self.sample_rate) // block * block)
         history = -(-model.history_samples(steps) // block) * block
@@ -175,8 +191,11 @@ class Enhancer:
             stop = min(start + body, n)
             first = max(start - history, 0)
             last = min(stop + future, n)
-            chunk = model.enhance(signal[:, first:last], [seed], steps, first_frame=first // block)
-            out[start:stop] = chunk[0, start - first : stop - first].cpu().numpy()
+            with autocast(self.precision, self.device.type):
+                chunk = model.enhance(
+                    signal[:, first:last], [seed], steps, first_frame=first // block
+                )
+            out[start:stop] = chunk[0, start - first : stop - first].float().cpu().numpy()
         return out
 
 

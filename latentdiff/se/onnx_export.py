@@ -21,8 +21,12 @@ exactly like ``StreamingStft.synthesize``.
 The FFTs are matmuls with DFT matrices (windows folded in) and complex values travel as real and
 imaginary parts, so the graph uses plain opset-17 operators; the feature path (sampler unrolled
 with the model's sigmas) is ``FeaturePath.run``. ``metadata_props`` hold the sample rate, block
-size, delay, latency, steps, the noise shape and every state's name and shape (JSON), which is all
-``latentdiff/se/onnx_runner.py`` needs.
+size, delay, latency, steps, precision, the noise shape and every state's name and shape (JSON),
+which is all ``latentdiff/se/onnx_runner.py`` needs.
+
+Precision (:mod:`latentdiff.core.quantize`): ``int8`` quantizes the network's matrix products
+dynamically and keeps the DFT matrices of the STFT in float32; ``fp16`` converts the whole graph
+to float16. Inputs and outputs stay float32 at every precision, so a runner needs no change.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from latentdiff.core.layers import CausalConv1d
+from latentdiff.core.quantize import ONNX_PRECISIONS, check_precision, quantize_onnx
 from latentdiff.se.audio import atomic_output
 from latentdiff.se.model import SEModel
 from latentdiff.se.stream_path import FeaturePath, flatten_states
@@ -68,6 +73,11 @@ def _check_exportable(model: SEModel, steps: int) -> None:
                 f"{name} looks {conv.lookahead} frames ahead; a per-block export needs every "
                 "convolution to see no further than the end of its block (lookahead = stride - 1)"
             )
+
+
+def _float32() -> torch.autocast:
+    """Autocast off: the STFT runs in float32 when the block is traced under autocast."""
+    return torch.autocast("cpu", enabled=False)
 
 
 def _model_state_names(path: FeaturePath) -> list[str]:
@@ -159,12 +169,15 @@ class BlockEnhancer(nn.Module):
         pending, tail, *model_states = states
         given = iter(model_states)
         self.path.load_states([next(given) if z.numel() else z for z in self.model_state_template])
-        real, imag, pending = self._analyse(pending, audio)
-        clean = self.path.run(self._compressed(real, imag), noise)
-        out_re, out_im = self._synthesis_spectrum(clean, real, imag)
-        spectrum = out_re.transpose(1, 2), out_im.transpose(1, 2)
-        frames = spectrum[0] @ self.synthesis_re + spectrum[1] @ self.synthesis_im
-        enhanced, tail = self._overlap_add(frames, tail)
+        with _float32():
+            real, imag, pending = self._analyse(pending, audio)
+            features = self._compressed(real, imag)
+        clean = self.path.run(features, noise).float()
+        with _float32():
+            out_re, out_im = self._synthesis_spectrum(clean, real, imag)
+            spectrum = out_re.transpose(1, 2), out_im.transpose(1, 2)
+            frames = spectrum[0] @ self.synthesis_re + spectrum[1] @ self.synthesis_im
+            enhanced, tail = self._overlap_add(frames, tail)
         new_states = zip(self.path.states(), self.model_state_template, strict=True)
         return (enhanced, pending, tail, *(new for new, zero in new_states if zero.numel()))
 
@@ -212,6 +225,10 @@ class BlockEnhancer(nn.Module):
             tail = segment[:, self.hop :]
         return torch.cat(outputs, dim=1), tail
 
+    def stft_matrices(self) -> list[Tensor]:
+        """The windowed DFT matrices of the analysis and the synthesis."""
+        return [self.analysis_re, self.analysis_im, self.synthesis_re, self.synthesis_im]
+
     def metadata(self) -> dict[str, str]:
         """What a runner needs to build zero states and align the output (all strings)."""
         model = self.model
@@ -226,8 +243,10 @@ class BlockEnhancer(nn.Module):
         }
 
 
-def to_onnx(block: BlockEnhancer) -> onnx.ModelProto:
-    """The ONNX graph of ``block``, with its metadata, checked."""
+def to_onnx(block: BlockEnhancer, precision: str = "fp32") -> onnx.ModelProto:
+    """The ONNX graph of ``block`` at ``precision`` (``ONNX_PRECISIONS``), with its metadata,
+    checked."""
+    check_precision(precision, ONNX_PRECISIONS)
     names = list(block.state_shapes)
     audio, noise = torch.zeros(1, block.block_samples), torch.zeros(block.noise_shape)
     args = (audio, noise, *block.initial_states())
@@ -257,19 +276,26 @@ def to_onnx(block: BlockEnhancer) -> onnx.ModelProto:
             NOISE_INPUT, onnx.TensorProto.FLOAT, block.noise_shape
         )
         graph.graph.input.insert(1, noise_input)
-    onnx.helper.set_model_props(graph, block.metadata())
+    onnx.helper.set_model_props(graph, {**block.metadata(), "precision": precision})
+    if precision != "fp32":
+        float_weights = [matrix.numpy() for matrix in block.stft_matrices()]
+        quantized = quantize_onnx(graph.SerializeToString(), precision, keep_float=float_weights)
+        graph = onnx.load_from_string(quantized)
     onnx.checker.check_model(graph)
     return graph
 
 
-def export_onnx(model: SEModel, path: str | Path, steps: int | None = None) -> Path:
-    """Write the per-block stateful ONNX graph of ``model`` at ``steps`` (default: the model's).
+def export_onnx(
+    model: SEModel, path: str | Path, steps: int | None = None, precision: str = "fp32"
+) -> Path:
+    """Write the per-block stateful ONNX graph of ``model`` at ``steps`` (default: the model's)
+    and ``precision`` (see the module docstring).
 
     Missing parent directories are created; the file is written to a temporary name and renamed,
     so ``path`` is either the old file or the complete new one. Raises ValueError for models that
-    cannot run block by block (see :class:`BlockEnhancer`).
+    cannot run block by block (see :class:`BlockEnhancer`) and for unknown precisions.
     """
-    graph = to_onnx(BlockEnhancer(model, steps))
+    graph = to_onnx(BlockEnhancer(model, steps), precision)
     path = Path(path)
     with atomic_output(path) as tmp:
         onnx.save(graph, str(tmp))

@@ -11,7 +11,9 @@ output has the input's length and timing (the model's ``delay_samples`` are remo
 
 Each call of the graph takes ``audio`` (1, block), ``noise`` (1, channels, 1) and the ``state_*``
 inputs, and returns ``enhanced`` (1, block) and the ``new_state_*`` outputs; the block size, the
-output delay and the states' shapes (zeros at the start) come from the model's metadata.
+output delay and the states' shapes (zeros at the start) come from the model's metadata. Exports
+at reduced precision (``--precision int8`` or ``fp16``) have the same float32 interface; their
+metadata names the precision.
 
 Sampling noise is drawn per latent frame from numpy's generator seeded with ``(seed, frame)``, so
 any cutting into blocks gives the same output; it is not torch's noise stream, so results differ
@@ -75,6 +77,7 @@ class OnnxStream:
             self.delay_samples = int(meta["delay_samples"])
             self.latency_ms = float(meta["latency_ms"])
             self.steps = int(meta["steps"])
+            self.precision = meta.get("precision", "fp32")  # exports before precisions: fp32
             self._noise_shape = tuple(json.loads(meta["noise_shape"]))
             self._state_shapes = {k: tuple(v) for k, v in json.loads(meta["states"]).items()}
         except KeyError as err:
@@ -175,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = sf.info(str(args.output)).duration
     print(
         f"{args.input} -> {args.output}: {seconds:.2f} s of audio in {elapsed:.2f} s "
-        f"(real-time factor {elapsed / max(seconds, 1e-9):.3f}), latency {stream.latency_ms:.1f} ms"
+        f"(real-time factor {elapsed / max(seconds, 1e-9):.3f}), "
+        f"latency {stream.latency_ms:.1f} ms, precision {stream.precision}"
     )
     return 0
 

@@ -9,7 +9,12 @@ main cost):
 - ``onnxruntime``: the block's ONNX graph, run by onnxruntime on one thread;
 - ``torchscript``: a TorchScript trace of the block.
 
-Kernels are built once per (model, steps, backend) and shared by all sessions in the process.
+Kernels run at a ``precision`` (:mod:`latentdiff.core.quantize`): onnxruntime quantizes or
+converts the block's graph (fp32, int8, fp16; no bf16 CPU kernels), TorchScript traces the block of
+the int8 model copy or under autocast (every precision).
+
+Kernels are built once per (model, steps, backend, precision) and shared by all sessions in the
+process.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import torch
 from torch import Tensor
 
 from latentdiff.core.onnx import single_thread_session
+from latentdiff.core.quantize import ONNX_PRECISIONS, PRECISIONS, autocast, quantize_module
 from latentdiff.se.model import SEModel
 from latentdiff.se.onnx_export import BlockEnhancer, to_onnx
 
 COMPILED_BACKENDS = ("onnxruntime", "torchscript")
+KERNEL_PRECISIONS = {"onnxruntime": ONNX_PRECISIONS, "torchscript": PRECISIONS}
 
 # (audio (1, block), noise, stft pending, overlap-add tail, model states) ->
 # (enhanced (1, block), stft pending, overlap-add tail, model states)
@@ -34,23 +41,37 @@ BlockKernel = Callable[
     [Tensor, Tensor, Tensor, Tensor, list[Tensor]], tuple[Tensor, Tensor, Tensor, list[Tensor]]
 ]
 _Flat = Callable[..., list[Tensor]]
-_KERNELS: weakref.WeakKeyDictionary[SEModel, dict[tuple[int, str], BlockKernel]] = (
+_KERNELS: weakref.WeakKeyDictionary[SEModel, dict[tuple[int, str, str], BlockKernel]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def block_kernel(model: SEModel, steps: int, backend: str) -> BlockKernel:
-    """The cached kernel of ``model`` at ``steps``; ValueError if the model cannot run per block."""
+def check_kernel_precision(backend: str, precision: str) -> None:
+    """ValueError unless the compiled ``backend`` runs ``precision``."""
     if backend not in COMPILED_BACKENDS:
         raise ValueError(f"backend must be one of {COMPILED_BACKENDS}, got {backend!r}")
+    choices = KERNEL_PRECISIONS[backend]
+    if precision not in choices:
+        raise ValueError(f"the {backend} backend runs precisions {choices}, got {precision!r}")
+
+
+def block_kernel(model: SEModel, steps: int, backend: str, precision: str = "fp32") -> BlockKernel:
+    """The cached kernel of ``model`` at ``steps`` and ``precision``; ValueError if the model
+    cannot run per block or the backend not at that precision."""
+    check_kernel_precision(backend, precision)
     cache = _KERNELS.setdefault(model, {})
-    key = (steps, backend)
+    key = (steps, backend, precision)
     if key not in cache:
         if any(p.requires_grad for p in model.parameters()):
             raise ValueError("streaming kernels need a frozen model: call requires_grad_(False)")
-        block = BlockEnhancer(model, steps)
-        build = _onnxruntime if backend == "onnxruntime" else _torchscript
-        cache[key] = _with_model_states(build(block), block.model_state_template)
+        if backend == "onnxruntime":
+            block = BlockEnhancer(model, steps)
+            run = _onnxruntime(block, precision)
+        else:
+            source = quantize_module(model, precision) if precision == "int8" else model
+            block = BlockEnhancer(source, steps)
+            run = _torchscript(block, precision)
+        cache[key] = _with_model_states(run, block.model_state_template)
     return cache[key]
 
 
@@ -68,21 +89,23 @@ def _with_model_states(run: _Flat, template: list[Tensor]) -> BlockKernel:
     return kernel
 
 
-def _torchscript(block: BlockEnhancer) -> _Flat:
+def _torchscript(block: BlockEnhancer, precision: str) -> _Flat:
+    """A trace of ``block``; under autocast it records the casts of bf16 / fp16. Its outputs
+    are float32 at every precision, like its inputs."""
     audio, noise = torch.zeros(1, block.block_samples), torch.zeros(block.noise_shape)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), autocast(precision), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(block, (audio, noise, *block.initial_states()), check_trace=False)
 
     def run(*inputs: Tensor) -> list[Tensor]:
         with torch.no_grad():
-            return list(traced(*inputs))
+            return [out.float() for out in traced(*inputs)]
 
     return run
 
 
-def _onnxruntime(block: BlockEnhancer) -> _Flat:
-    session = single_thread_session(to_onnx(block).SerializeToString())
+def _onnxruntime(block: BlockEnhancer, precision: str) -> _Flat:
+    session = single_thread_session(to_onnx(block, precision).SerializeToString())
     names = [value.name for value in session.get_inputs()]
 
     def run(*inputs: Tensor) -> list[Tensor]:

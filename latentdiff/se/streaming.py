@@ -8,7 +8,9 @@ the two decoder states. Sampling noise is drawn per latent frame (``frame_noise`
 concatenated output equals ``Enhancer.enhance`` on the whole signal for any cutting into blocks,
 and per-block work and memory are constant. Several complete blocks in one call are processed
 together (same result, less overhead); a single block goes through a compiled kernel
-(``backend``: onnxruntime by default, see ``latentdiff.se.stream_path``).
+(``backend``: onnxruntime by default, see ``latentdiff.se.stream_path``). ``precision`` is the
+kernel's (``latentdiff.se.stream_kernels``: int8, fp16, and bf16 with TorchScript); several blocks
+in one call and the end of the stream run eagerly in float32.
 
 Delay: output sample ``n`` is returned once the STFT frame after it is complete, i.e. after input
 sample ``n + window - 1 + lookahead`` at the latest; this is the window + lookahead latency
@@ -37,7 +39,7 @@ from latentdiff.se import STREAM_BACKENDS as BACKENDS
 from latentdiff.se.audio import as_float32_samples
 from latentdiff.se.model import LatentSE, PredictiveSE, SEModel, synthesis_spectrum
 from latentdiff.se.stft import StreamingStft
-from latentdiff.se.stream_kernels import BlockKernel, block_kernel
+from latentdiff.se.stream_kernels import BlockKernel, block_kernel, check_kernel_precision
 from latentdiff.se.stream_path import FeaturePath
 
 PASS_THROUGH = -1  # steps value of the pass-through level
@@ -117,10 +119,16 @@ class StreamSession:
         sample_rate: int | None = None,
         realtime: RealtimePolicy | None = None,
         backend: str = "onnxruntime",
+        precision: str = "fp32",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "eager" and precision != "fp32":
+            raise ValueError(f"the eager backend runs fp32 only, got precision {precision!r}")
+        if backend != "eager":
+            check_kernel_precision(backend, precision)
         self.backend = backend
+        self.precision = precision
         self.model = model
         self.seed = seed
         self.model_rate = model.sample_rate
@@ -231,7 +239,7 @@ class StreamSession:
         if self.backend == "eager" or steps == PASS_THROUGH or steps in self._no_kernel:
             return None
         try:
-            return block_kernel(self.model, steps, self.backend)
+            return block_kernel(self.model, steps, self.backend, self.precision)
         except ValueError as err:
             warnings.warn(f"no {self.backend} kernel ({err}); streaming eagerly", stacklevel=3)
             self._no_kernel.add(steps)
