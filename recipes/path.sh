@@ -15,7 +15,7 @@ study_seeds=3         # seeds per study variant
 help_message="Usage: $0 [options]
 Stages: 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space baseline,
 5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds),
-8 few-step distillation (1 and 2 DDIM steps)"
+8 few-step distillation (1 and 2 DDIM steps), 9 reduced-precision planner (int8, fp16)"
 
 . parse_options.sh
 . stage.sh
@@ -110,8 +110,16 @@ if run_stage 8 "Few-step distillation: DDIM students at 1 and 2 steps"; then
   done
   ${decode_cmd} "$expdir/log/evaluate_distill.log" \
     latentdiff evaluate path-windows --model "teacher=$expdir/diffusion/final.pt" \
+      --model "teacher_ddim_2step=$expdir/diffusion/final.pt" --model-steps teacher_ddim_2step=2 \
+      --model "teacher_ddim_1step=$expdir/diffusion/final.pt" --model-steps teacher_ddim_1step=1 \
       --model "student_2step=$expdir/distill_2step/final.pt" \
       --model "student_1step=$expdir/distill_1step/final.pt" --data-dir "$datadir" --split test \
       --results "${results%.md}_distill.md"
   log "Report: ${results%.md}_distill.md"
+fi
+
+if run_stage 9 "Reduced-precision planner: int8 and fp16 kernels against fp32"; then
+  ${decode_cmd} "$expdir/log/bench_quant.log" \
+    latentdiff bench quant --tracks path --path-data "$datadir" --results "${results%.md}_quant.md"
+  log "Report: ${results%.md}_quant.md"
 fi

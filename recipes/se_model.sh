@@ -87,4 +87,7 @@ if run_stage 9 "Benchmarks against the peers"; then
   log "Streaming speed: RESULTS_stream.md"
   ${decode_cmd} "$expdir/log/bench_stream.log" \
     latentdiff bench stream --seconds 30 --results RESULTS_stream.md
+  log "Reduced precision (int8, fp16, bf16): RESULTS_quant.md"
+  ${decode_cmd} "$expdir/log/bench_quant.log" \
+    latentdiff bench quant --tracks se --data-dir "$datadir/dev" --results RESULTS_quant.md
 fi

@@ -8,6 +8,7 @@ import math
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,14 @@ def parse_point(text: str, name: str) -> tuple[float, float]:
     except ValueError:
         raise ValueError(f"--{name} expects x,y (two numbers), got {text!r}") from None
     return x, y
+
+
+def _named_int(text: str) -> tuple[str, int]:
+    """argparse type for ``NAME=INT``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=INT, got {text!r}")
+    return name, int(value)
 
 
 def _json_value(value: Any) -> Any:
@@ -167,14 +176,20 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _windows(args: argparse.Namespace) -> int:
     import torch
 
+    from latentdiff.path import Planner
     from latentdiff.path.data import load_split
+    from latentdiff.path.planner import PlannerConfig
     from latentdiff.path.window_eval import run_windows, window_rows, write_report
 
     torch.set_num_threads(1)
     samples = load_split(args.data_dir, args.split)
+    steps = dict(args.model_steps or [])
     rows = []
     for name, model in args.model:
-        outcome = run_windows(load_planner(model), samples)
+        config = PlannerConfig(steps=steps.get(name, args.steps), sampler=args.sampler)
+        if name in steps and args.sampler is None:
+            config = replace(config, sampler="ddim")
+        outcome = run_windows(Planner.from_pretrained(model, config), samples)
         rows += window_rows(name, outcome, samples)
         top = rows[-3]
         print(
@@ -259,6 +274,15 @@ def add_commands(table: CommandTable) -> None:
         "--data-dir", type=Path, required=True, help="`latentdiff prepare path` output"
     )
     windows.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    windows.add_argument("--steps", type=int, help="sampler steps (default: each model's own)")
+    windows.add_argument("--sampler", help="sampler (default: each model's own)")
+    windows.add_argument(
+        "--model-steps",
+        type=_named_int,
+        action="append",
+        metavar="NAME=STEPS",
+        help="steps for one --model (DDIM unless --sampler is given), e.g. a teacher at 1 step",
+    )
     windows.add_argument("--results", type=Path, required=True, help="markdown file to write")
     windows.set_defaults(run=_windows)
     study = table.task(

@@ -53,22 +53,24 @@ def test_rows_split_hard_queries_and_report_the_returned_lengths(dev) -> None:
 
 def test_cli_writes_the_report_with_its_command(dev, tmp_path: Path, monkeypatch) -> None:
     save_split(dev, tmp_path / "dev.npz")
-    monkeypatch.setattr(
-        commands_run,
-        "load_planner",
-        lambda model: Planner(tiny_model(), PlannerConfig(candidates=2, steps=1)),
-    )
+    model = tiny_model()
+    save_final(tmp_path / "tiny", model, path_model_spec(model))
     parser = argparse.ArgumentParser()
     commands_run.add_commands(CommandTable(parser.add_subparsers(dest="verb", required=True)))
     results = tmp_path / "windows.md"
-    argv = ["evaluate", "path-windows", "--model", "tiny=unused.pt", "--data-dir", str(tmp_path)]
-    argv += ["--results", str(results)]
+    argv = ["evaluate", "path-windows", "--model", f"tiny={tmp_path / 'tiny'}", "--steps", "1"]
+    argv += ["--model", f"two={tmp_path / 'tiny'}", "--model-steps", "two=2"]
+    argv += ["--data-dir", str(tmp_path), "--results", str(results)]
     monkeypatch.setattr(sys, "argv", ["latentdiff", *argv])
     args = parser.parse_args(argv)
     assert args.run(args) == commands_run.EXIT_OK
     text = results.read_text()
     assert "latentdiff evaluate path-windows" in text
     assert f"| tiny | all | {len(dev)} | 1 |" in text and "| tiny | hard |" in text
+    # --steps 1 overrides the model's own 4 steps, --model-steps sets one model's: their MACs.
+    for name, steps in (("tiny", 1), ("two", 2)):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} | all |"))
+        assert row.endswith(f"| {model.macs_per_plan(8, steps)['total']:.4g} |")
 
 
 def test_study_report_scores_every_run(dev, tmp_path: Path) -> None:

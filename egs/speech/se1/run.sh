@@ -6,7 +6,7 @@
 #   ./run.sh --stage 7                               re-score trained models
 # Stages: 1 sources (Debian packages, TTS voices), 2 mixed corpus -> data/{train,dev,test},
 # 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
-# 7 score dev/test, 8 enhance the test set, 9 benchmarks against the peers.
+# 7 score dev/test, 8 enhance the test set, 9 benchmarks against the peers and of reduced precision.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,7 +20,7 @@ install_packages=true           # apt-get missing Debian packages when run as ro
 help_message="Usage: ./run.sh [options]
 Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus, 3 autoencoder, 4 LatentSE,
 5 predictive baseline, 6 STFT-diffusion baseline, 7 score dev/test, 8 enhance test,
-9 peer benchmarks (RESULTS.md, RESULTS_stream.md)"
+9 peer benchmarks (RESULTS.md, RESULTS_stream.md, RESULTS_quant.md)"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
