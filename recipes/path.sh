@@ -51,6 +51,7 @@ if run_stage 5 "Evaluate"; then
       --model "waypoint=$expdir/waypoint/final.pt" --results "$results"
   ${decode_cmd} "$expdir/log/evaluate_windows.log" \
     latentdiff evaluate path-windows --model "latent=$expdir/diffusion/final.pt" \
+      --model "latent_guided=$expdir/diffusion/final.pt" --model-guidance latent_guided=30 \
       --model "waypoint=$expdir/waypoint/final.pt" --data-dir "$datadir" --split test \
       --results "${results%.md}_windows.md"
   log "Reports: $results ${results%.md}_windows.md"

@@ -8,7 +8,7 @@ A VP schedule is the same process seen through ``x_vp = x / sqrt(sigma^2 + sigma
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -255,11 +255,14 @@ class Denoiser(nn.Module):
         steps: int | None = None,
         sampler: str | None = None,
         guidance_scale: float | None = None,
+        x0_correction: Callable[[Tensor, Tensor], Tensor] | None = None,
         progress: bool = False,
     ) -> SampleResult:
         """Sample ``shape`` with the configured sampler, schedule and guidance (overridable).
 
-        The returned ``nfe`` counts evaluations of this denoiser, so guidance doubles it.
+        ``x0_correction(x0, sigma)``, when given, replaces every x0 estimate before the sampler
+        uses it (e.g. a cost-gradient step: reconstruction guidance). The returned ``nfe`` counts
+        evaluations of this denoiser, so classifier-free guidance doubles it.
         """
         cfg = self.cfg
         sigmas = get_sigmas(
@@ -276,9 +279,16 @@ class Denoiser(nn.Module):
             evaluations += 1
             return self(x, sigma, cond=cond, film=film)
 
+        denoise = guided(counted, cond, film, scale)
+        if x0_correction is not None:
+            plain, correct = denoise, x0_correction
+
+            def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+                return correct(plain(x, sigma), sigma)
+
         result = sample(
             sampler if sampler is not None else cfg.sampler,
-            guided(counted, cond, film, scale),
+            denoise,
             shape,
             sigmas,
             seeds=seeds,

@@ -6,6 +6,7 @@ every track uses to measure what the latent space saves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -120,8 +121,12 @@ class LatentDiffusion(nn.Module):
         guidance_scale: float | None = None,
         seeds: Tensor | None = None,
         decode: bool = True,
+        x0_correction: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> SampleResult:
-        """Draw ``batch`` samples of ``latent_frames`` latent frames; returns data and NFE."""
+        """Draw ``batch`` samples of ``latent_frames`` latent frames; returns data and NFE.
+
+        ``x0_correction`` edits the latent x0 estimates (see ``Denoiser.generate``).
+        """
         result = self.denoiser.generate(
             (batch, self.channels, latent_frames),
             cond=cond,
@@ -130,6 +135,7 @@ class LatentDiffusion(nn.Module):
             steps=steps,
             sampler=sampler,
             guidance_scale=guidance_scale,
+            x0_correction=x0_correction,
         )
         x = self.decode(result.x) if decode else result.x
         return SampleResult(x=x, nfe=result.nfe)

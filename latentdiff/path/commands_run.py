@@ -8,7 +8,6 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +51,17 @@ def _named_int(text: str) -> tuple[str, int]:
     if not sep or not name or not value.isdigit():
         raise argparse.ArgumentTypeError(f"expected NAME=INT, got {text!r}")
     return name, int(value)
+
+
+def _named_float(text: str) -> tuple[str, float]:
+    """argparse type for ``NAME=FLOAT``."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=FLOAT, got {text!r}") from None
 
 
 def _json_value(value: Any) -> Any:
@@ -184,11 +194,16 @@ def _windows(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     samples = load_split(args.data_dir, args.split)
     steps = dict(args.model_steps or [])
+    guidance = dict(args.model_guidance or [])
     rows = []
     for name, model in args.model:
-        config = PlannerConfig(steps=steps.get(name, args.steps), sampler=args.sampler)
-        if name in steps and args.sampler is None:
-            config = replace(config, sampler="ddim")
+        scale = guidance.get(name, args.guidance)
+        config = PlannerConfig(
+            steps=steps.get(name, args.steps),
+            sampler=args.sampler if args.sampler or name not in steps else "ddim",
+            guidance=scale,
+            backend="eager" if scale > 0 else "onnxruntime",
+        )
         outcome = run_windows(Planner.from_pretrained(model, config), samples)
         rows += window_rows(name, outcome, samples)
         top = rows[-3]
@@ -277,11 +292,21 @@ def add_commands(table: CommandTable) -> None:
     windows.add_argument("--steps", type=int, help="sampler steps (default: each model's own)")
     windows.add_argument("--sampler", help="sampler (default: each model's own)")
     windows.add_argument(
+        "--guidance", type=float, default=0.0, help="collision guidance step (eager network)"
+    )
+    windows.add_argument(
         "--model-steps",
         type=_named_int,
         action="append",
         metavar="NAME=STEPS",
         help="steps for one --model (DDIM unless --sampler is given), e.g. a teacher at 1 step",
+    )
+    windows.add_argument(
+        "--model-guidance",
+        type=_named_float,
+        action="append",
+        metavar="NAME=SCALE",
+        help="collision guidance for one --model",
     )
     windows.add_argument("--results", type=Path, required=True, help="markdown file to write")
     windows.set_defaults(run=_windows)

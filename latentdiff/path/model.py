@@ -23,6 +23,7 @@ measures what the latent saves.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,11 @@ from latentdiff.core.distill import DistillConfig, distillation_loss
 from latentdiff.core.latent import LatentDiffusion, LatentDiffusionConfig
 from latentdiff.core.models import register_model
 from latentdiff.core.nets import count_macs
+from latentdiff.path.data import SDF_SCALE
 
 RESIDUAL_SCALE = 0.05  # normalised units (1 = half a window) per residual unit
+SDF_CHANNEL = 1  # map features: occupancy, squashed signed distance
+CLEARANCE = math.tanh(0.25 / SDF_SCALE)  # squashed SDF of a quarter cell from an obstacle
 
 
 def to_residual(target: Tensor, guide: Tensor) -> Tensor:
@@ -48,6 +52,25 @@ def to_residual(target: Tensor, guide: Tensor) -> Tensor:
 def from_residual(residual: Tensor, guide: Tensor) -> Tensor:
     """Inverse of :func:`to_residual`."""
     return guide + RESIDUAL_SCALE * residual
+
+
+def collision_cost(
+    points: Tensor, sdf: Tensor, clearance: float = CLEARANCE, per_segment: int = 4
+) -> Tensor:
+    """Per path (B,): sum of ``relu(clearance - sdf)^2`` over points spread along its segments.
+
+    ``points`` (B, 2, N) are normalised (x, y) waypoints; ``sdf`` (B, 1, W, W) is the window's
+    squashed signed distance field (the map features' second channel, > 0 in free space),
+    sampled bilinearly, so the cost is differentiable in the points.
+    """
+    start, end = points[..., :-1], points[..., 1:]
+    fractions = torch.arange(per_segment, dtype=points.dtype) / per_segment
+    dense = start[..., None] + (end - start)[..., None] * fractions
+    dense = torch.cat([dense.flatten(2), points[..., -1:]], dim=2)
+    values = F.grid_sample(
+        sdf, dense.transpose(1, 2).unsqueeze(1), padding_mode="border", align_corners=False
+    )
+    return F.relu(clearance - values).pow(2).flatten(1).sum(dim=1)
 
 
 def fold(x: Tensor, factor: int) -> Tensor:
@@ -193,7 +216,7 @@ class PathDiffusion(nn.Module):
             teacher_film=teacher_film,
         )
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def propose(
         self,
         maps: Tensor,
@@ -204,15 +227,29 @@ class PathDiffusion(nn.Module):
         candidates: int,
         steps: int,
         sampler: str,
+        guidance: float = 0.0,
     ) -> tuple[Tensor, int]:
         """``candidates`` decoded samples per problem, (B * candidates, 2, n_waypoints), and NFE.
 
         Row ``i * candidates + k`` belongs to problem ``i``; ``seeds`` holds one seed per row.
+        ``guidance`` > 0 moves every latent x0 estimate down the gradient of the decoded path's
+        :func:`collision_cost` (through the decoder) by that step size.
         """
         cond, film = self.condition(maps, endpoints, guide)
         guide = guide.repeat_interleave(candidates, dim=0)
         cond = cond.repeat_interleave(candidates, dim=0)
         film = film.repeat_interleave(candidates, dim=0)
+        correction = None
+        if guidance > 0.0:
+            sdf = maps[:, SDF_CHANNEL : SDF_CHANNEL + 1].repeat_interleave(candidates, dim=0)
+
+            def correction(z0: Tensor, sigma: Tensor) -> Tensor:
+                with torch.enable_grad():
+                    z = z0.detach().requires_grad_(True)
+                    points = from_residual(self.diffusion.decode(z), guide)
+                    (gradient,) = torch.autograd.grad(collision_cost(points, sdf).sum(), z)
+                return z0 - guidance * gradient
+
         result = self.diffusion.sample(
             cond.shape[0],
             self.frames,
@@ -221,6 +258,7 @@ class PathDiffusion(nn.Module):
             steps=steps,
             sampler=sampler,
             seeds=seeds,
+            x0_correction=correction,
         )
         return from_residual(result.x, guide), result.nfe
 

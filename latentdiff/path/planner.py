@@ -79,6 +79,8 @@ class PlannerConfig:
     ("onnxruntime", see :mod:`latentdiff.path.kernels`) or as eager PyTorch ("eager"); both draw
     the same noise and give the same samples within float rounding. ``precision`` is the compiled
     kernel's (fp32, int8 or fp16, see :mod:`latentdiff.core.quantize`); eager runs fp32 only.
+    ``guidance`` > 0 steers every sampling step away from obstacles through the decoder
+    (:func:`latentdiff.path.model.collision_cost`, eager backend only).
     """
 
     candidates: int = 8
@@ -89,12 +91,17 @@ class PlannerConfig:
     repair: bool = True
     backend: str = "onnxruntime"
     precision: str = "fp32"
+    guidance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.backend == "onnxruntime" and self.sampler == "ddpm":
             raise ValueError("ddpm draws fresh noise at every step; use backend='eager' for it")
+        if self.guidance < 0.0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if self.guidance > 0.0 and self.backend != "eager":
+            raise ValueError("collision guidance needs gradients: use backend='eager' with it")
         if self.backend == "eager" and self.precision != "fp32":
             raise ValueError(f"the eager backend runs fp32 only, got precision {self.precision!r}")
         check_precision(self.precision, ONNX_PRECISIONS)
@@ -352,6 +359,7 @@ class Planner:
                 candidates=k,
                 steps=self.config.steps,
                 sampler=self.config.sampler,
+                guidance=self.config.guidance,
             )
             samples = samples.numpy()
         else:

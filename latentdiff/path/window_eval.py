@@ -95,6 +95,7 @@ def sample_distances(
             candidates=k,
             steps=config.steps,
             sampler=config.sampler,
+            guidance=config.guidance,
         )
         target = data.target[begin:end]
         gaps = (proposals.unflatten(0, (end - begin, k)) - target[:, None]).norm(dim=2)
