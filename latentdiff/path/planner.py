@@ -48,6 +48,7 @@ from latentdiff.path.data import (
 )
 from latentdiff.path.features import window_features
 from latentdiff.path.geometry import path_is_free, points_are_free, segments_are_free
+from latentdiff.path.homotopy import obstacle_points, same_winding
 from latentdiff.path.kernels import ProposalKernel, proposal_kernel
 from latentdiff.path.maps import as_occupancy, validate_endpoints
 from latentdiff.path.metrics import path_length, resample_path
@@ -402,10 +403,16 @@ class Planner:
         valid = np.flatnonzero(free.all(axis=1))
         guide_length = path_length(guide)
         if valid.size:
-            tautened = [(candidates[i], taut_path(occ, candidates[i], corners)) for i in valid]
-            raw, best = min(tautened, key=lambda pair: path_length(pair[1]))
-            if path_length(best) < guide_length - _TOLERANCE:
-                return _Choice(best, "diffusion", int(valid.size), path_length(raw))
+            # A sample that passes every obstacle on the guide's side tautens to the guide.
+            if "obstacle_points" not in context:
+                context["obstacle_points"] = obstacle_points(occ)
+            points = context["obstacle_points"]
+            other = valid[~same_winding(candidates[valid], guide, points)]
+            tautened = [(candidates[i], taut_path(occ, candidates[i], corners)) for i in other]
+            if tautened:
+                raw, best = min(tautened, key=lambda pair: path_length(pair[1]))
+                if path_length(best) < guide_length - _TOLERANCE:
+                    return _Choice(best, "diffusion", int(valid.size), path_length(raw))
             return _Choice(guide, "guide", int(valid.size), guide_length)
         raw_lengths = np.array([path_length(c) for c in candidates])
         if raw_lengths.min() >= guide_length - _TOLERANCE:
