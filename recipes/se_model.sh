@@ -14,11 +14,13 @@ expdir=exp          # one folder per model, logs in <model>/log
 confdir=conf        # autoencoder.yaml, latent_se.yaml, predictive.yaml, stft_diffusion.yaml
 steps=""            # sampler steps for stages 7-8 (empty: each model's default)
 max_utts=0          # stage 7: score the first N utterances of each set (0: all)
+adversarial_from=   # stage 10: enhancer to fine-tune (default: $expdir/latent_se/final.pt)
 train_cmd=run.pl
 decode_cmd=run.pl
 help_message="Usage: $0 [options]
 Stages: 3 autoencoder, 4 latent_se, 5 predictive baseline, 6 stft_diffusion baseline,
-7 score dev and test, 8 enhance \$datadir/test with each trained model, 9 peer benchmarks"
+7 score dev and test, 8 enhance \$datadir/test with each trained model, 9 peer benchmarks,
+10 adversarial fine-tuning (diffusion-GAN hybrid), scored on dev against its starting point"
 
 . parse_options.sh
 . stage.sh
@@ -90,4 +92,17 @@ if run_stage 9 "Benchmarks against the peers"; then
   log "Reduced precision (int8, fp16, bf16): RESULTS_quant.md"
   ${decode_cmd} "$expdir/log/bench_quant.log" \
     latentdiff bench quant --tracks se --data-dir "$datadir/dev" --results RESULTS_quant.md
+fi
+
+if run_stage 10 "Adversarial fine-tuning (diffusion-GAN hybrid)"; then
+  base=${adversarial_from:-$expdir/latent_se/final.pt}
+  log "Training; follow with: tail -f $expdir/adversarial/log/train.log"
+  ${train_cmd} "$expdir/adversarial/log/train.log" \
+    latentdiff train se-adversarial --config "$confdir/adversarial.yaml" --enhancer "$base" \
+      --data-dir "$datadir/train" --exp-dir "$expdir/adversarial"
+  for pair in "base=$base" "adversarial=$expdir/adversarial/final.pt"; do
+    ${decode_cmd} "$expdir/adversarial/log/score_dev_${pair%%=*}.log" \
+      latentdiff evaluate se-model --data-dir "$datadir/dev" --model "${pair#*=}" \
+        --output "$expdir/adversarial/scores_dev_${pair%%=*}.json" --max-utts "$max_utts"
+  done
 fi

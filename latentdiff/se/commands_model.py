@@ -36,6 +36,14 @@ def _train_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_adversarial(args: argparse.Namespace) -> int:
+    from latentdiff.se.adversarial import train_se_adversarial
+
+    stats = train_se_adversarial(args.config, args.enhancer, args.data_dir, args.exp_dir, args.set)
+    print(f"adversarially fine-tuned: {stats}")
+    return 0
+
+
 def audio_jobs(source: Path, target: Path) -> list[tuple[Path, Path]]:
     """(input, output) pairs: a file maps to ``target`` (or into it, if it is a directory);
     a directory maps every wav/flac/ogg file below it to the same relative path under ``target``.
@@ -103,7 +111,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def add_commands(table: CommandTable) -> None:
-    """``train se-autoencoder``, ``train se-model``, ``evaluate se-model`` and ``enhance``."""
+    """``train se-autoencoder``, ``train se-model``, ``train se-adversarial``, ``evaluate
+    se-model`` and ``enhance``."""
     ae = table.task("train", "se-autoencoder", "causal autoencoder of clean STFT features")
     model = table.task("train", "se-model", "speech-enhancement model (latent_se or baseline)")
     for sub in (ae, model):
@@ -113,6 +122,14 @@ def add_commands(table: CommandTable) -> None:
     ae.set_defaults(run=_train_autoencoder)
     model.add_argument("--autoencoder", type=Path, help="autoencoder final.pt (latent_se only)")
     model.set_defaults(run=_train_model)
+    adversarial = table.task(
+        "train", "se-adversarial", "adversarial fine-tuning of a diffusion enhancer (GAN hybrid)"
+    )
+    add_config_options(adversarial)
+    adversarial.add_argument("--enhancer", type=Path, required=True, help="final.pt to fine-tune")
+    adversarial.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
+    adversarial.add_argument("--exp-dir", type=Path, required=True)
+    adversarial.set_defaults(run=_train_adversarial)
 
     score = table.task("evaluate", "se-model", "PESQ / ESTOI / SI-SDR on a data dir (spk1.scp)")
     score.add_argument("--data-dir", type=Path, required=True)
