@@ -230,8 +230,8 @@ def _study(args: argparse.Namespace) -> int:
     summary = write_study_report(args.study_dir, samples, args.split, args.results, command)
     for row in summary:
         print(
-            f"{row['variant']}: held-out loss {row['heldout_loss_mean']:.4f} "
-            f"(std {row['heldout_loss_std']:.4f} over {row['seeds']} seeds), raw valid "
+            f"{row['variant']}: held-out x0 error {row['heldout_x0_mse_mean']:.4f} "
+            f"(std {row['heldout_x0_mse_std']:.4f} over {row['seeds']} seeds), raw valid "
             f"{row['valid_raw_ran_mean']:.3f}"
         )
     print(f"results written to {args.results}")

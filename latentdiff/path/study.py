@@ -3,8 +3,8 @@
 Runs come from ``latentdiff train path-diffusion ... --exp-dir <study>/<variant>/seed<k>`` (the
 recipe's study stage). Each is scored on a data split by
 
-- ``heldout_loss``: the training objective on the split at fixed noise (deterministic, so it
-  shows the seed spread of the model itself, not of the scoring);
+- ``heldout_x0_mse``: the denoiser's unweighted x0 error on the split at fixed noise
+  (deterministic, so it shows the seed spread of the model itself, not of the scoring);
 - the planner on the split's windows (:mod:`latentdiff.path.window_eval`): share of queries with a
   verified raw sample where the network ran, success, length ratio, plan time and MACs.
 """
@@ -38,8 +38,12 @@ HELDOUT_REPEATS = 4  # noise draws per held-out sample
 HELDOUT_SEED = 7_000_000
 
 
-def heldout_loss(model: PathDiffusion, samples: PathSamples, batch: int = 256) -> float:
-    """Mean training loss over ``samples`` at fixed per-sample seeds (no gradient)."""
+def heldout_x0_error(model: PathDiffusion, samples: PathSamples, batch: int = 256) -> float:
+    """Mean normalised x0 error of the denoiser over ``samples`` at fixed per-sample seeds.
+
+    Unweighted (unlike the training loss, whose weighting is one of the studied switches), so
+    it compares across variants.
+    """
     data = PathDataset(samples)
     n = len(data)
     total = 0.0
@@ -52,8 +56,8 @@ def heldout_loss(model: PathDiffusion, samples: PathSamples, batch: int = 256) -
                     k: getattr(data, k)[begin:end] for k in ("maps", "endpoints", "guide", "target")
                 }
                 seeds = torch.arange(begin, end) + HELDOUT_SEED + repeat * n
-                loss, _ = model(part, seeds)
-                total += float(loss) * (end - begin)
+                _, stats = model(part, seeds)
+                total += stats["x0_mse"] * (end - begin)
     return total / (HELDOUT_REPEATS * n)
 
 
@@ -66,7 +70,7 @@ def run_metrics(run: StudyRun, samples: PathSamples) -> dict[str, float]:
     ran = outcome.network_ran
     config = planner.config
     return {
-        "heldout_loss": heldout_loss(model, samples),
+        "heldout_x0_mse": heldout_x0_error(model, samples),
         "final_train_loss": float(np.mean(run.loss[-3:])),
         "valid_raw_ran": float(outcome.valid_raw[ran].mean()) if ran.any() else math.nan,
         "success": float(outcome.success.mean()),
@@ -112,9 +116,9 @@ def write_study_report(
     plot_curves(runs, plots / f"{stem}_curves.png", "path diffusion: training loss per variant")
     plot_spread(
         runs,
-        [m["heldout_loss"] for m in metrics],
-        plots / f"{stem}_heldout_loss.png",
-        f"held-out loss ({split})",
+        [m["heldout_x0_mse"] for m in metrics],
+        plots / f"{stem}_heldout_x0_mse.png",
+        f"held-out x0 error ({split})",
     )
     plot_pareto(summary, plots / f"{stem}_pareto.png")
     per_run = [
@@ -123,7 +127,7 @@ def write_study_report(
     ]
     summary_keys = ["variant", "seeds"] + [
         f"{key}_{stat}"
-        for key in ("heldout_loss", "valid_raw_ran", "len_mean", "ms_p50_ran")
+        for key in ("heldout_x0_mse", "valid_raw_ran", "len_mean", "ms_p50_ran")
         for stat in ("mean", "std", "range")
     ]
     summary_keys += [
@@ -135,14 +139,16 @@ def write_study_report(
     text = (
         f"# Path diffusion training studies ({split} windows)\n\nProduced by:\n\n```sh\n"
         f"{command}\n```\n\nRuns: `{study_dir}/<variant>/seed<k>` (the variants' settings are in "
-        "each run's `experiment.yaml`). `heldout_loss`: the training objective on the split at "
-        "fixed noise. `valid_raw_ran`: share of queries with a verified raw sample, over the "
+        "each run's `experiment.yaml`). `heldout_x0_mse`: the denoiser's normalised x0 error on "
+        "the split at fixed noise levels and noise (unweighted, so comparable across loss "
+        "weightings). `valid_raw_ran`: share of queries with a verified raw sample, over the "
         "queries where the network ran. `s_to_target_loss`: training seconds until the running "
         f"mean of 3 logged losses reaches {TARGET_FACTOR} x the default variant's final loss "
-        f"({target:.4f}). std is over seeds (ddof 1); range = max - min.\n\n"
+        f"({target:.4f}); comparable only between variants with the default loss weighting, as "
+        "the weighting sets the loss scale. std is over seeds (ddof 1); range = max - min.\n\n"
         f"## Summary by variant\n\n{markdown_table(summary, summary_keys)}\n\n"
         f"![training curves](plots/{stem}_curves.png)\n\n"
-        f"![held-out loss per seed](plots/{stem}_heldout_loss.png)\n\n"
+        f"![held-out x0 error per seed](plots/{stem}_heldout_x0_mse.png)\n\n"
         f"![quality and time against MACs](plots/{stem}_pareto.png)\n\n"
         f"## Every run\n\n{markdown_table(per_run, list(per_run[0]))}\n"
     )

@@ -87,9 +87,9 @@ def test_study_report_scores_every_run(dev, tmp_path: Path) -> None:
     assert [row["variant"] for row in summary] == ["default", "multiscale"]
     assert all(row["seeds"] == 2 and row["success_mean"] == 1.0 for row in summary)
     # Different initialisations give different held-out losses; the spread is reported.
-    assert all(row["heldout_loss_std"] > 0 for row in summary)
+    assert all(row["heldout_x0_mse_std"] > 0 for row in summary)
     assert summary[1]["mmacs_per_window_mean"] > summary[0]["mmacs_per_window_mean"]
     text = results.read_text()
     assert "| multiscale | 2 |" in text and "latentdiff evaluate path-study" in text
-    for plot in ("curves", "heldout_loss", "pareto"):
+    for plot in ("curves", "heldout_x0_mse", "pareto"):
         assert (tmp_path / "plots" / f"results_studies_{plot}.png").is_file()
