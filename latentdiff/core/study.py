@@ -34,6 +34,7 @@ class StudyRun:
     loss: np.ndarray
     train_seconds: float
     rollbacks: int
+    log: dict[str, np.ndarray]
 
 
 def read_train_log(path: Path) -> dict[str, np.ndarray]:
@@ -65,6 +66,7 @@ def find_runs(study_dir: Path) -> list[StudyRun]:
                 loss=log["loss"],
                 train_seconds=float(log["time"][-1]),
                 rollbacks=int(np.nansum(log.get("rollback", np.zeros(1)))),
+                log=log,
             )
         )
     if not runs:
@@ -75,7 +77,7 @@ def find_runs(study_dir: Path) -> list[StudyRun]:
 def time_to_loss(run: StudyRun, target: float, window: int = 3) -> float:
     """Training seconds until the running mean of ``window`` logged losses first reaches
     ``target`` (NaN if it never does); the log's ``time`` column is per logged step."""
-    log = read_train_log(run.exp_dir / "train_log.csv")
+    log = run.log
     window = min(window, len(log["loss"]))
     losses = np.convolve(log["loss"], np.ones(window) / window, mode="valid")
     reached = np.flatnonzero(losses <= target)
@@ -104,8 +106,8 @@ def summarise(
     return rows
 
 
-def plot_curves(runs: Sequence[StudyRun], path: Path, title: str) -> None:
-    """Training loss against step: one colour per variant, one line per seed (log scale)."""
+def plot_curves(runs: Sequence[StudyRun], path: Path, title: str, column: str = "loss") -> None:
+    """A logged ``column`` against step: one colour per variant, one line per seed (log scale)."""
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     variants = list(dict.fromkeys(run.variant for run in runs))
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -116,8 +118,8 @@ def plot_curves(runs: Sequence[StudyRun], path: Path, title: str) -> None:
             if run.seed == min(r.seed for r in runs if r.variant == run.variant)
             else None
         )
-        ax.plot(run.steps, run.loss, color=colour, linewidth=1.0, alpha=0.8, label=label)
-    ax.set(xlabel="step", ylabel="training loss", yscale="log", title=title)
+        ax.plot(run.steps, run.log[column], color=colour, linewidth=1.0, alpha=0.8, label=label)
+    ax.set(xlabel="step", ylabel=column, yscale="log", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)

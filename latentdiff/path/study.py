@@ -113,7 +113,8 @@ def write_study_report(
     summary = summarise(runs, metrics, order=["default"])
     plots = results.parent / "plots"
     stem = results.stem.lower()
-    plot_curves(runs, plots / f"{stem}_curves.png", "path diffusion: training loss per variant")
+    column = "x0_mse" if all("x0_mse" in run.log for run in runs) else "loss"
+    plot_curves(runs, plots / f"{stem}_curves.png", f"path diffusion: training {column}", column)
     plot_spread(
         runs,
         [m["heldout_x0_mse"] for m in metrics],
