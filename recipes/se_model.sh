@@ -54,7 +54,7 @@ if run_stage 6 "STFT-diffusion baseline"; then
   train_model stft_diffusion
 fi
 
-models=(latent_se predictive stft_diffusion)
+models=(latent_se predictive stft_diffusion adversarial)  # adversarial: from stage 10
 
 if run_stage 7 "Score dev and test"; then
   for name in "${models[@]}"; do
