@@ -32,9 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit code."""
+    """Run the command line; returns the process exit code.
+
+    Bad input (a ``ValueError`` or a missing file) prints one ``latentdiff: error:`` line and
+    exits with 2, like argparse's own usage errors.
+    """
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"latentdiff: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

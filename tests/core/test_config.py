@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from latentdiff.cli import main
 from latentdiff.core.config import apply_overrides, from_dict
 from latentdiff.core.training import TrainerConfig
 
@@ -30,3 +33,19 @@ def test_malformed_overrides_are_refused(bad: str) -> None:
 def test_an_override_of_an_unknown_field_fails_when_the_config_is_built() -> None:
     with pytest.raises(ValueError, match="invalid TrainerConfig"):
         from_dict(TrainerConfig, apply_overrides({}, ["sede=1"]))
+
+
+def test_the_command_line_reports_bad_overrides_and_configs_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "distill.yaml"
+    config.write_text("distill: {steps: 1}\n")
+    base = ["train", "path-distill", "--config", str(config), "--teacher", "t.pt"]
+    base += ["--data-dir", str(tmp_path), "--exp-dir", str(tmp_path / "exp")]
+    assert main([*base, "--set", "distill"]) == 2
+    assert "latentdiff: error: override must look like key.path=value" in capsys.readouterr().err
+    assert main([*base, "--set", "distill.stepz=2"]) == 2
+    assert 'can not match "stepz"' in capsys.readouterr().err
+    missing = ["--config", str(tmp_path / "none.yaml")]
+    assert main([*base[:2], *missing, *base[4:]]) == 2
+    assert "config file not found" in capsys.readouterr().err
