@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,12 +45,27 @@ VERB_HELP = {
 }
 
 
-def named_path(text: str) -> tuple[str, Path]:
-    """argparse type for ``NAME=PATH`` options such as ``--model latent=exp/final.pt``."""
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, Path(path)
+def named(parse: Callable[[str], T], what: str) -> Callable[[str], tuple[str, T]]:
+    """argparse type for ``NAME=VALUE`` options; ``parse`` converts VALUE (named ``what``)."""
+
+    def convert(text: str) -> tuple[str, T]:
+        name, sep, value = text.partition("=")
+        try:
+            if not sep or not name or not value:
+                raise ValueError
+            return name, parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME={what}, got {text!r}") from None
+
+    return convert
+
+
+named_path = named(Path, "PATH")  # e.g. ``--model latent=exp/final.pt``
+
+
+def invoked_command() -> str:
+    """The running ``latentdiff ...`` command line, shell-quoted (for reports)."""
+    return shlex.join(["latentdiff", *sys.argv[1:]])
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

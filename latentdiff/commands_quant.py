@@ -8,8 +8,8 @@ from pathlib import Path
 
 from latentdiff.commands import CommandTable
 from latentdiff.core.quantize import PRECISIONS
+from latentdiff.se import COMPILED_BACKENDS
 
-KERNEL_BACKENDS = ("onnxruntime", "torchscript")
 TRACKS = ("se", "path")
 
 
@@ -72,8 +72,8 @@ def add_commands(table: CommandTable) -> None:
     bench.add_argument(
         "--backends",
         nargs="+",
-        choices=KERNEL_BACKENDS,
-        default=list(KERNEL_BACKENDS),
+        choices=COMPILED_BACKENDS,
+        default=list(COMPILED_BACKENDS),
         help="streaming kernels to time (default: both)",
     )
     bench.add_argument(

@@ -70,9 +70,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return result
 
 
-def load_config(cls: type[T], path: str | Path) -> T:
-    """Read a YAML file into dataclass ``cls``."""
-    return from_dict(cls, load_yaml(path))
+def load_config(cls: type[T], path: str | Path, overrides: Sequence[str] = ()) -> T:
+    """Read a YAML file into dataclass ``cls``, with ``key.path=value`` overrides applied."""
+    return from_dict(cls, apply_overrides(load_yaml(path), overrides))
 
 
 def save_config(config: Any, path: str | Path) -> None:

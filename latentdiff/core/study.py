@@ -30,11 +30,23 @@ class StudyRun:
     variant: str
     seed: int
     exp_dir: Path
-    steps: np.ndarray
-    loss: np.ndarray
-    train_seconds: float
-    rollbacks: int
-    log: dict[str, np.ndarray]
+    log: dict[str, np.ndarray]  # train_log.csv columns
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.log["step"]
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.log["loss"]
+
+    @property
+    def train_seconds(self) -> float:
+        return float(self.log["time"][-1])
+
+    @property
+    def rollbacks(self) -> int:
+        return int(np.nansum(self.log.get("rollback", np.zeros(1))))
 
 
 def read_train_log(path: Path) -> dict[str, np.ndarray]:
@@ -57,18 +69,7 @@ def find_runs(study_dir: Path) -> list[StudyRun]:
         if match is None or not (seed_dir / "final.pt").is_file():
             continue
         log = read_train_log(seed_dir / "train_log.csv")
-        runs.append(
-            StudyRun(
-                variant=seed_dir.parent.name,
-                seed=int(match.group(1)),
-                exp_dir=seed_dir,
-                steps=log["step"],
-                loss=log["loss"],
-                train_seconds=float(log["time"][-1]),
-                rollbacks=int(np.nansum(log.get("rollback", np.zeros(1)))),
-                log=log,
-            )
-        )
+        runs.append(StudyRun(seed_dir.parent.name, int(match.group(1)), seed_dir, log))
     if not runs:
         raise FileNotFoundError(f"no finished runs <variant>/seed<k>/final.pt under {study_dir}")
     return sorted(runs, key=lambda run: (run.variant, run.seed))
@@ -78,8 +79,8 @@ def time_to_loss(run: StudyRun, target: float, window: int = 3) -> float:
     """Training seconds until the running mean of ``window`` logged losses first reaches
     ``target`` (NaN if it never does); the log's ``time`` column is per logged step."""
     log = run.log
-    window = min(window, len(log["loss"]))
-    losses = np.convolve(log["loss"], np.ones(window) / window, mode="valid")
+    window = min(window, len(run.loss))
+    losses = np.convolve(run.loss, np.ones(window) / window, mode="valid")
     reached = np.flatnonzero(losses <= target)
     return float(log["time"][reached[0] + window - 1]) if reached.size else math.nan
 

@@ -776,3 +776,22 @@ class Trainer:
         if self._progress is not None:
             self._progress.set_postfix(loss=f"{row['loss']:.4g}", lr=f"{row['lr']:.3g}")
         return row
+
+
+def fit_experiment(
+    model: nn.Module,
+    loss_fn: LossFn,
+    dataset: Dataset[Any],
+    experiment: Any,
+    exp_dir: Path,
+    spec: dict[str, Any],
+) -> tuple[dict[str, float], nn.Module]:
+    """A training stage: ``experiment`` (a config with a ``trainer`` field) saved as
+    ``exp_dir/experiment.yaml``, then ``model`` trained with it (resuming from the newest
+    checkpoint, ``spec`` stored in each). Returns the last logged means and the EMA model."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(experiment, exp_dir / "experiment.yaml")
+    trainer = Trainer(
+        model, loss_fn, dataset, experiment.trainer, exp_dir, extra_state={"model": spec}
+    )
+    return trainer.fit(), trainer.ema_model

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from latentdiff.commands import CommandTable, named_path
+from latentdiff.commands import CommandTable, invoked_command, named, named_path
 
 if TYPE_CHECKING:
     from latentdiff.path.bench import LearnedPlanner, PlanOutput
@@ -43,25 +42,6 @@ def parse_point(text: str, name: str) -> tuple[float, float]:
     except ValueError:
         raise ValueError(f"--{name} expects x,y (two numbers), got {text!r}") from None
     return x, y
-
-
-def _named_int(text: str) -> tuple[str, int]:
-    """argparse type for ``NAME=INT``."""
-    name, sep, value = text.partition("=")
-    if not sep or not name or not value.isdigit():
-        raise argparse.ArgumentTypeError(f"expected NAME=INT, got {text!r}")
-    return name, int(value)
-
-
-def _named_float(text: str) -> tuple[str, float]:
-    """argparse type for ``NAME=FLOAT``."""
-    name, sep, value = text.partition("=")
-    try:
-        if not sep or not name:
-            raise ValueError
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=FLOAT, got {text!r}") from None
 
 
 def _json_value(value: Any) -> Any:
@@ -169,7 +149,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         problems,
         attempts,
         paths,
-        command=" ".join(shlex.quote(a) for a in ["latentdiff", *sys.argv[1:]]),
+        command=invoked_command(),
         time_budget_s=args.time_budget,
         skipped=skipped,
     )
@@ -212,7 +192,7 @@ def _windows(args: argparse.Namespace) -> int:
             f"{top['model_path_returned']:.3f}, length/optimum mean {top['len_mean']:.4f} "
             f"(tautened guide {top['taut_guide_len_mean']:.4f}), {top['ms_p50']:.2f} ms p50"
         )
-    command = " ".join(shlex.quote(a) for a in ["latentdiff", *sys.argv[1:]])
+    command = invoked_command()
     write_report(args.results, command, args.split, rows)
     print(f"results written to {args.results}")
     return EXIT_OK
@@ -226,7 +206,7 @@ def _study(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     samples = load_split(args.data_dir, args.split)
-    command = " ".join(shlex.quote(a) for a in ["latentdiff", *sys.argv[1:]])
+    command = invoked_command()
     summary = write_study_report(args.study_dir, samples, args.split, args.results, command)
     for row in summary:
         print(
@@ -296,14 +276,14 @@ def add_commands(table: CommandTable) -> None:
     )
     windows.add_argument(
         "--model-steps",
-        type=_named_int,
+        type=named(int, "INT"),
         action="append",
         metavar="NAME=STEPS",
         help="steps for one --model (DDIM unless --sampler is given), e.g. a teacher at 1 step",
     )
     windows.add_argument(
         "--model-guidance",
-        type=_named_float,
+        type=named(float, "FLOAT"),
         action="append",
         metavar="NAME=SCALE",
         help="collision guidance for one --model",

@@ -18,7 +18,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from latentdiff.core.models import load_model
 from latentdiff.core.study import (
     StudyRun,
     find_runs,
@@ -64,8 +63,7 @@ def heldout_x0_error(model: PathDiffusion, samples: PathSamples, batch: int = 25
 def run_metrics(run: StudyRun, samples: PathSamples) -> dict[str, float]:
     """Held-out loss, planner outcomes and training cost of one run."""
     planner = Planner.from_pretrained(run.exp_dir / "final.pt")
-    model = load_model(run.exp_dir / "final.pt")
-    assert isinstance(model, PathDiffusion)
+    model = planner.model
     outcome = run_windows(planner, samples, progress=False)
     ran = outcome.network_ran
     config = planner.config

@@ -12,10 +12,10 @@ from torch.utils.data import Dataset
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
-from latentdiff.core.config import apply_overrides, from_dict, load_yaml, save_config
+from latentdiff.core.config import load_config
 from latentdiff.core.distill import DistillConfig
 from latentdiff.core.models import autoencoder_spec, load_model, save_final
-from latentdiff.core.training import Trainer, TrainerConfig
+from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.path.data import PathDataset, load_split
 from latentdiff.path.model import (
     PathDiffusion,
@@ -81,7 +81,7 @@ def train_path_distill(
     config: Path, teacher_path: Path, data_dir: Path, exp_dir: Path, overrides: Sequence[str] = ()
 ) -> dict[str, float]:
     """Distil the path diffusion model at ``teacher_path`` into a DDIM student of few steps."""
-    exp = from_dict(PathDistillExperiment, apply_overrides(load_yaml(config), overrides))
+    exp = load_config(PathDistillExperiment, config, overrides)
     teacher = load_model(teacher_path)
     if not isinstance(teacher, PathDiffusion):
         raise ValueError(f"{teacher_path} is not a path diffusion model")
@@ -95,13 +95,10 @@ def train_path_distill(
     ) -> tuple[Tensor, dict[str, float]]:
         return net.distillation_loss(teacher, batch, seeds, exp.distill)  # type: ignore[operator]
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
     spec = path_model_spec(student)
     spec["teacher"] = str(teacher_path)
-    trainer = Trainer(student, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
-    stats = trainer.fit()
-    save_final(exp_dir, trainer.ema_model.cpu(), spec)
+    stats, ema = fit_experiment(student, loss_fn, dataset, exp, exp_dir, spec)
+    save_final(exp_dir, ema.cpu(), spec)
     return stats
 
 
@@ -119,7 +116,7 @@ def train_path_autoencoder(
 
     ``overrides`` are ``key.path=value`` changes to the config file (see ``apply_overrides``).
     """
-    exp = from_dict(PathAutoencoderExperiment, apply_overrides(load_yaml(config), overrides))
+    exp = load_config(PathAutoencoderExperiment, config, overrides)
     if exp.autoencoder.in_channels != 2:
         raise ValueError("the trajectory autoencoder needs in_channels: 2 (x and y)")
     torch.manual_seed(exp.trainer.seed)
@@ -129,12 +126,9 @@ def train_path_autoencoder(
     def loss_fn(net: nn.Module, batch: Tensor, seeds: Tensor) -> tuple[Tensor, dict[str, float]]:
         return net(batch)
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
     spec = autoencoder_spec(model)
-    trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
-    stats = trainer.fit()
-    ema = trainer.ema_model.cpu()
+    stats, ema = fit_experiment(model, loss_fn, dataset, exp, exp_dir, spec)
+    ema = ema.cpu()
     assert isinstance(ema, Autoencoder1D)
     ema.fit_latent_stats(dataset.paths[i : i + 512] for i in range(0, len(dataset), 512))
     save_final(exp_dir, ema, spec)
@@ -149,7 +143,7 @@ def train_path_diffusion(
     overrides: Sequence[str] = (),
 ) -> dict[str, float]:
     """Train the path diffusion model; ``autoencoder`` is required when ``model.latent``."""
-    exp = from_dict(PathDiffusionExperiment, apply_overrides(load_yaml(config), overrides))
+    exp = load_config(PathDiffusionExperiment, config, overrides)
     if exp.model.latent and autoencoder is None:
         raise ValueError("model.latent is true: pass the trajectory autoencoder (--autoencoder)")
     torch.manual_seed(exp.trainer.seed)
@@ -164,10 +158,7 @@ def train_path_diffusion(
     ) -> tuple[Tensor, dict[str, float]]:
         return net(batch, seeds)
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
     spec = path_model_spec(model)
-    trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
-    stats = trainer.fit()
-    save_final(exp_dir, trainer.ema_model.cpu(), spec)
+    stats, ema = fit_experiment(model, loss_fn, dataset, exp, exp_dir, spec)
+    save_final(exp_dir, ema.cpu(), spec)
     return stats

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STREAM_BACKENDS", "Enhancer"]
+__all__ = ["COMPILED_BACKENDS", "STREAM_BACKENDS", "Enhancer"]
 
-STREAM_BACKENDS = ("onnxruntime", "torchscript", "eager")  # single-block streaming kernels
+COMPILED_BACKENDS = ("onnxruntime", "torchscript")  # compiled whole-block kernels
+STREAM_BACKENDS = (*COMPILED_BACKENDS, "eager")  # single-block streaming kernels
 
 
 def __getattr__(name: str) -> Any:

@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from latentdiff.core.config import apply_overrides, from_dict, load_yaml, save_config
+from latentdiff.core.config import load_config
 from latentdiff.core.models import load_model, save_final
-from latentdiff.core.training import Trainer, TrainerConfig
+from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.se.features import SegmentConfig, SegmentDataset
 from latentdiff.se.model import LatentSE, se_model_spec
 
@@ -178,7 +178,7 @@ def train_se_adversarial(
     config: Path, enhancer: Path, data_dir: Path, exp_dir: Path, overrides: Sequence[str] = ()
 ) -> dict[str, float]:
     """Fine-tune the enhancer at ``enhancer`` adversarially; writes ``exp_dir/final.pt``."""
-    exp = from_dict(SEAdversarialExperiment, apply_overrides(load_yaml(config), overrides))
+    exp = load_config(SEAdversarialExperiment, config, overrides)
     model = load_model(enhancer)
     if not isinstance(model, LatentSE):
         raise ValueError(f"{enhancer} is not a diffusion enhancer (latent_se / stft_diffusion)")
@@ -191,12 +191,8 @@ def train_se_adversarial(
     def loss_fn(net: nn.Module, batch: list[Tensor], seeds: Tensor) -> tuple[Tensor, dict]:
         return net(batch[0], batch[1], seeds)
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
     spec = se_model_spec(model)
-    trainer = Trainer(joint, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
-    stats = trainer.fit()
-    ema = trainer.ema_model
+    stats, ema = fit_experiment(joint, loss_fn, dataset, exp, exp_dir, spec)
     assert isinstance(ema, AdversarialSE)
     save_final(exp_dir, ema.enhancer.cpu(), spec)
     return stats

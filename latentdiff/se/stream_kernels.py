@@ -29,10 +29,10 @@ from torch import Tensor
 
 from latentdiff.core.onnx import single_thread_session
 from latentdiff.core.quantize import ONNX_PRECISIONS, PRECISIONS, autocast, quantize_module
+from latentdiff.se import COMPILED_BACKENDS
 from latentdiff.se.model import SEModel
 from latentdiff.se.onnx_export import BlockEnhancer, to_onnx
 
-COMPILED_BACKENDS = ("onnxruntime", "torchscript")
 KERNEL_PRECISIONS = {"onnxruntime": ONNX_PRECISIONS, "torchscript": PRECISIONS}
 
 # (audio (1, block), noise, stft pending, overlap-add tail, model states) ->

@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig, pad_to_multiple
-from latentdiff.core.config import apply_overrides, from_dict, load_yaml, save_config, to_dict
+from latentdiff.core.config import load_config, to_dict
 from latentdiff.core.models import autoencoder_spec, load_model, save_final
 from latentdiff.core.random import mix_seeds, rand_seeded
-from latentdiff.core.training import Trainer, TrainerConfig
+from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.se.features import SegmentConfig, SegmentDataset
 from latentdiff.se.model import (
     TARGETS,
@@ -86,7 +86,7 @@ def train_se_autoencoder(
 
     ``overrides`` are ``key.path=value`` changes to the config file (see ``apply_overrides``).
     """
-    exp = from_dict(SEAutoencoderExperiment, apply_overrides(load_yaml(config), overrides))
+    exp = load_config(SEAutoencoderExperiment, config, overrides)
     if exp.target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {exp.target!r}")
     stft = Stft(exp.stft)
@@ -106,12 +106,8 @@ def train_se_autoencoder(
         clean = batch[1] * random_gain(seeds, exp.gain_db).to(batch[1])
         return net(clean_features(stft, clean, exp.target, model.downsample))
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
     spec = autoencoder_spec(model)
-    trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
-    stats = trainer.fit()
-    ema = trainer.ema_model
+    stats, ema = fit_experiment(model, loss_fn, dataset, exp, exp_dir, spec)
     assert isinstance(ema, Autoencoder1D)
     count = min(len(dataset), _STATS_SEGMENTS)
     device = next(ema.parameters()).device
@@ -136,7 +132,7 @@ def train_se_model(
     overrides: Sequence[str] = (),
 ) -> dict[str, float]:
     """Train a speech-enhancement model (``latent_se`` needs the autoencoder checkpoint)."""
-    exp = from_dict(SEModelExperiment, apply_overrides(load_yaml(config), overrides))
+    exp = load_config(SEModelExperiment, config, overrides)
     if exp.data.sample_rate != exp.model.stft.sample_rate:
         raise ValueError("data.sample_rate and model.stft.sample_rate differ")
     if (exp.model.kind == "latent_se") != (autoencoder is not None):
@@ -155,12 +151,9 @@ def train_se_model(
         gain = random_gain(seeds, exp.gain_db).to(batch[0])
         return net(batch[0] * gain, batch[1] * gain, seeds)
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
     spec = se_model_spec(model)
-    trainer = Trainer(model, loss_fn, dataset, exp.trainer, exp_dir, extra_state={"model": spec})
-    stats = trainer.fit()
-    save_final(exp_dir, trainer.ema_model, spec)
+    stats, ema = fit_experiment(model, loss_fn, dataset, exp, exp_dir, spec)
+    save_final(exp_dir, ema, spec)
     return stats
 
 

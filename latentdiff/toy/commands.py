@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
-from latentdiff.commands import CommandTable, named_path
+from latentdiff.commands import CommandTable, invoked_command, named_path
 
 
 def _toy_prepare(args: argparse.Namespace) -> int:
@@ -44,7 +42,7 @@ def _toy_evaluate(args: argparse.Namespace) -> int:
         args.data_dir,
         dict(args.model),
         args.results,
-        command=" ".join(shlex.quote(a) for a in ["latentdiff", *sys.argv[1:]]),
+        command=invoked_command(),
         steps=tuple(args.steps),
         n_samples=args.n_samples,
     )

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
-from latentdiff.core.config import from_dict, load_yaml, save_config
+from latentdiff.core.config import load_config, save_config
 from latentdiff.core.latent import LatentDiffusion, LatentDiffusionConfig
 from latentdiff.core.models import (
     autoencoder_spec,
@@ -19,7 +19,7 @@ from latentdiff.core.models import (
     save_final,
 )
 from latentdiff.core.nets import count_macs, count_parameters
-from latentdiff.core.training import Trainer, TrainerConfig
+from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.toy.data import (
     SequenceDataset,
     ToyDataConfig,
@@ -64,7 +64,7 @@ def _load_split(data_dir: Path, split: str) -> np.ndarray:
 
 def train_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[str, float]:
     """Train the autoencoder, then fit and store its latent statistics."""
-    exp = from_dict(ToyAutoencoderExperiment, load_yaml(config))
+    exp = load_config(ToyAutoencoderExperiment, config)
     torch.manual_seed(exp.trainer.seed)
     model = Autoencoder1D(exp.autoencoder)
     train = _load_split(data_dir, "train")
@@ -72,20 +72,9 @@ def train_autoencoder(config: Path, data_dir: Path, exp_dir: Path) -> dict[str, 
     def loss_fn(net: torch.nn.Module, batch: torch.Tensor, seeds: torch.Tensor):
         return net(batch)
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
-    trainer = Trainer(
-        model,
-        loss_fn,
-        SequenceDataset(train),
-        exp.trainer,
-        exp_dir,
-        extra_state={"model": autoencoder_spec(model)},
-    )
-    stats = trainer.fit()
-    ema = trainer.ema_model
+    spec = autoencoder_spec(model)
+    stats, ema = fit_experiment(model, loss_fn, SequenceDataset(train), exp, exp_dir, spec)
     ema.fit_latent_stats(torch.from_numpy(train[i : i + 256]) for i in range(0, len(train), 256))
-    trainer.close()
     save_final(exp_dir, ema, autoencoder_spec(ema))
     return stats
 
@@ -94,7 +83,7 @@ def train_diffusion(
     config: Path, data_dir: Path, exp_dir: Path, autoencoder: Path | None
 ) -> dict[str, float]:
     """Train diffusion in the latent space of ``autoencoder`` (or in data space when None)."""
-    exp = from_dict(ToyDiffusionExperiment, load_yaml(config))
+    exp = load_config(ToyDiffusionExperiment, config)
     torch.manual_seed(exp.trainer.seed)
     ae = load_model(autoencoder) if autoencoder is not None else None
     model = LatentDiffusion(exp.model, ae)  # type: ignore[arg-type]
@@ -102,19 +91,10 @@ def train_diffusion(
     def loss_fn(net: torch.nn.Module, batch: torch.Tensor, seeds: torch.Tensor):
         return net(batch, seeds)
 
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(exp, exp_dir / "experiment.yaml")
-    trainer = Trainer(
-        model,
-        loss_fn,
-        SequenceDataset(_load_split(data_dir, "train")),
-        exp.trainer,
-        exp_dir,
-        extra_state={"model": latent_diffusion_spec(model)},
-    )
-    stats = trainer.fit()
-    trainer.close()
-    save_final(exp_dir, trainer.ema_model, latent_diffusion_spec(model))
+    spec = latent_diffusion_spec(model)
+    dataset = SequenceDataset(_load_split(data_dir, "train"))
+    stats, ema = fit_experiment(model, loss_fn, dataset, exp, exp_dir, spec)
+    save_final(exp_dir, ema, spec)
     return stats
 
 
@@ -177,7 +157,7 @@ def evaluate(
     n_samples: int = 500,
 ) -> list[SamplerScore]:
     """Sample every model with every sampler and step count; score against the test set."""
-    data_cfg = from_dict(ToyDataConfig, load_yaml(data_dir / "data.yaml"))
+    data_cfg = load_config(ToyDataConfig, data_dir / "data.yaml")
     test = _load_split(data_dir, "test")[:n_samples]
     seeds = torch.arange(len(test))
     scores: list[SamplerScore] = []
