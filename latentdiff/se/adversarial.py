@@ -7,15 +7,17 @@ Its output waveform is trained with
 - a multi-resolution STFT loss against the clean speech (spectral convergence + log magnitude);
 - a least-squares adversarial loss from a multi-resolution spectral discriminator (one small 2-D
   CNN per STFT resolution over log magnitudes);
-- feature matching on the discriminator's hidden layers.
+- feature matching on the discriminator's hidden layers;
+- optionally (``estoi_weight``), ``1 -`` a differentiable ESTOI
+  (:func:`latentdiff.se.intelligibility.soft_estoi`) against the clean speech.
 
 Generator and discriminator share one optimiser step. The generator's terms see the
 discriminator through detached copies of its weights (``torch.func.functional_call``), and the
 discriminator's term sees a detached generator output, so each network only gets its own
 gradients. That keeps the core ``Trainer`` (EMA, checkpoints, exact resume, divergence guard).
-Only the correction denoiser and the autoencoder's decoder are trained (``trainable``); the
-conditioning encoder and predictive head stay as they are, so the streaming engine and the
-ONNX export work unchanged on the result.
+By default only the correction denoiser and the autoencoder's decoder are trained
+(``trainable``); the predictive head and the conditioning encoder can be added. The architecture
+never changes, so the streaming engine and the ONNX export work unchanged on the result.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from latentdiff.core.config import load_config
 from latentdiff.core.models import load_model, save_final
 from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.se.features import SegmentConfig, SegmentDataset
+from latentdiff.se.intelligibility import soft_estoi
 from latentdiff.se.model import LatentSE, se_model_spec
 
-TRAINABLE = ("denoiser", "decoder")
+TRAINABLE = ("denoiser", "decoder", "head", "cond_encoder")
+DEFAULT_TRAINABLE = ("denoiser", "decoder")
 
 
 @dataclass
@@ -47,7 +51,8 @@ class AdversarialConfig:
     stft_weight: float = 1.0
     adversarial_weight: float = 0.1
     feature_weight: float = 1.0
-    trainable: tuple[str, ...] = TRAINABLE
+    estoi_weight: float = 0.0
+    trainable: tuple[str, ...] = DEFAULT_TRAINABLE
 
     def __post_init__(self) -> None:
         unknown = set(self.trainable) - set(TRAINABLE)
@@ -121,16 +126,23 @@ class AdversarialSE(nn.Module):
 
     def __init__(self, enhancer: LatentSE, cfg: AdversarialConfig) -> None:
         super().__init__()
-        if enhancer.autoencoder is None and "decoder" in cfg.trainable:
-            cfg = replace(cfg, trainable=("denoiser",))
+        decoder = enhancer.autoencoder.decoder if enhancer.autoencoder is not None else None
+        parts = {
+            "denoiser": enhancer.denoiser,
+            "decoder": decoder,
+            "head": enhancer.head,
+            "cond_encoder": enhancer.cond_encoder,
+        }
+        trainable = tuple(name for name in cfg.trainable if parts.get(name) is not None)
+        if not trainable:
+            raise ValueError(f"this enhancer has none of the trainable parts {cfg.trainable}")
+        cfg = replace(cfg, trainable=trainable)
         self.enhancer = enhancer
         self.discriminator = MultiResolutionDiscriminator(cfg)
         self.cfg = cfg
         enhancer.requires_grad_(False)
-        if "denoiser" in cfg.trainable:
-            enhancer.denoiser.requires_grad_(True)
-        if "decoder" in cfg.trainable and enhancer.autoencoder is not None:
-            enhancer.autoencoder.decoder.requires_grad_(True)
+        for name in trainable:
+            parts[name].requires_grad_(True)
 
     def enhance_differentiably(self, noisy: Tensor, seeds: Tensor) -> Tensor:
         """(B, N) noisy -> (B, N) enhanced, with gradients, at the enhancer's default steps."""
@@ -165,7 +177,12 @@ class AdversarialSE(nn.Module):
             + cfg.adversarial_weight * adversarial
             + cfg.feature_weight * features
         )
-        stats = {
+        stats = {}
+        if cfg.estoi_weight > 0.0:
+            estoi = soft_estoi(fake, clean, self.enhancer.sample_rate).mean()
+            g_loss = g_loss + cfg.estoi_weight * (1.0 - estoi)
+            stats["estoi"] = float(estoi.detach())
+        stats |= {
             "stft": float(spectral.detach()),
             "adversarial": float(adversarial.detach()),
             "features": float(features.detach()),

@@ -76,4 +76,17 @@ def test_stage_writes_an_enhancer_with_only_the_trained_parts_changed(tmp_path: 
 
 def test_bad_trainable_parts_are_refused() -> None:
     with pytest.raises(ValueError, match="trainable"):
-        AdversarialConfig(trainable=("head",))
+        AdversarialConfig(trainable=("mask",))
+
+
+def test_estoi_term_trains_the_predictive_head() -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    joint = AdversarialSE(model, AdversarialConfig(estoi_weight=1.0, trainable=("head",)))
+    trainable = {n for n, p in joint.enhancer.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("head.") for n in trainable)
+    noisy, clean = segments()
+    loss, stats = joint(noisy, clean, torch.arange(2))
+    assert 0.0 < stats["estoi"] < 1.0
+    head = list(joint.enhancer.head.parameters())
+    assert any(float(g.abs().sum()) > 0 for g in torch.autograd.grad(loss, head))
