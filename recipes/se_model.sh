@@ -4,7 +4,8 @@
 # Stages: 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
 # 7 PESQ-WB / ESTOI / SI-SDR of every trained model on dev and test ($expdir/<model>/scores_*.json),
 # 8 enhance the test set's noisy files with every trained model ($expdir/<model>/enhanced/test),
-# 9 benchmarks against the peers: RESULTS.md (quality) and RESULTS_stream.md (streaming speed).
+# 9 benchmarks against the peers: RESULTS.md (quality) and RESULTS_stream.md (streaming speed),
+# 10 adversarial fine-tuning, 11 training studies: LatentSE variants x seeds (RESULTS_studies.md).
 set -euo pipefail
 
 stage=3
@@ -13,14 +14,18 @@ datadir=data        # Kaldi data dirs: $datadir/{train,dev,test}
 expdir=exp          # one folder per model, logs in <model>/log
 confdir=conf        # autoencoder.yaml, latent_se.yaml, predictive.yaml, stft_diffusion.yaml
 steps=""            # sampler steps for stages 7-8 (empty: each model's default)
-max_utts=0          # stage 7: score the first N utterances of each set (0: all)
+max_utts=0          # stages 7, 10, 11: score the first N utterances of each set (0: all)
 adversarial_from=   # stage 10: enhancer to fine-tune (default: $expdir/latent_se/final.pt)
+study_seeds=3       # stage 11: seeds per study variant
+study_steps=""      # stage 11: training steps of each study run (empty: the config's)
+study_jobs=1        # stage 11: study runs trained at once
 train_cmd=run.pl
 decode_cmd=run.pl
 help_message="Usage: $0 [options]
 Stages: 3 autoencoder, 4 latent_se, 5 predictive baseline, 6 stft_diffusion baseline,
 7 score dev and test, 8 enhance \$datadir/test with each trained model, 9 peer benchmarks,
-10 adversarial fine-tuning (diffusion-GAN hybrid), scored on dev against its starting point"
+10 adversarial fine-tuning (diffusion-GAN hybrid), scored on dev against its starting point,
+11 training studies: lightweight variants and stable-training switches x seeds, scored on dev"
 
 . parse_options.sh
 . stage.sh
@@ -105,4 +110,32 @@ if run_stage 10 "Adversarial fine-tuning (diffusion-GAN hybrid)"; then
       latentdiff evaluate se-model --data-dir "$datadir/dev" --model "${pair#*=}" \
         --output "$expdir/adversarial/scores_dev_${pair%%=*}.json" --max-utts "$max_utts"
   done
+fi
+
+# Study variants: name, then the config overrides (on latent_se.yaml) that make it.
+study_variants=(
+  "base"
+  "small model.cond_encoder.channels=48 model.cond_encoder.out_channels=48 model.backbone.channels=48"
+  "tiny model.cond_encoder.channels=32 model.cond_encoder.out_channels=32 model.backbone.channels=32 model.backbone.depth=4"
+  "plain trainer.ema_decay=0 model.diffusion.loss_weighting=uniform trainer.grad_clip=0 trainer.warmup_steps=0"
+)
+
+if run_stage 11 "Training studies: lightweight variants and stable-training switches"; then
+  log "${#study_variants[@]} variants x $study_seeds seeds in $expdir/study/<variant>/seed<k>"
+  for entry in "${study_variants[@]}"; do
+    read -r -a words <<< "$entry"
+    name=${words[0]}
+    sets=(--set "trainer.seed=JOB")
+    [[ -z $study_steps ]] || sets+=(--set "trainer.steps=$study_steps")
+    for override in "${words[@]:1}"; do sets+=(--set "$override"); done
+    ${train_cmd} --max-jobs-run "$study_jobs" "JOB=1:$study_seeds" \
+      "$expdir/study/$name/seedJOB/log/train.log" \
+      latentdiff train se-model --config "$confdir/latent_se.yaml" --data-dir "$datadir/train" \
+        --exp-dir "$expdir/study/$name/seedJOB" --autoencoder "$expdir/autoencoder/final.pt" \
+        "${sets[@]}"
+  done
+  ${decode_cmd} "$expdir/log/evaluate_study.log" \
+    latentdiff evaluate se-study --study-dir "$expdir/study" --data-dir "$datadir/dev" \
+      --max-utts "$max_utts" --results RESULTS_studies.md
+  log "Report: RESULTS_studies.md"
 fi

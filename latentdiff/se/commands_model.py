@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from latentdiff.commands import CommandTable, add_config_options
+from latentdiff.commands import CommandTable, add_config_options, invoked_command
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -110,9 +110,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentdiff.se.study import write_study_report
+
+    torch.set_num_threads(1)
+    summary = write_study_report(
+        args.study_dir, args.data_dir, args.max_utts, args.results, invoked_command()
+    )
+    for row in summary:
+        print(
+            f"{row['variant']}: PESQ-WB {row['pesq_mean']:.3f} (std {row['pesq_std']:.3f} over "
+            f"{row['seeds']} seeds), {row['mmacs_per_s_mean']:.1f} MMAC/s"
+        )
+    print(f"results written to {args.results}")
+    return 0
+
+
 def add_commands(table: CommandTable) -> None:
     """``train se-autoencoder``, ``train se-model``, ``train se-adversarial``, ``evaluate
-    se-model`` and ``enhance``."""
+    se-model``, ``evaluate se-study`` and ``enhance``."""
     ae = table.task("train", "se-autoencoder", "causal autoencoder of clean STFT features")
     model = table.task("train", "se-model", "speech-enhancement model (latent_se or baseline)")
     for sub in (ae, model):
@@ -139,6 +157,17 @@ def add_commands(table: CommandTable) -> None:
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
     score.set_defaults(run=_evaluate)
+
+    study = table.task(
+        "evaluate", "se-study", "training studies: variants x seeds scored on a data dir"
+    )
+    study.add_argument(
+        "--study-dir", type=Path, required=True, help="holds <variant>/seed<k>/ runs"
+    )
+    study.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir (spk1.scp)")
+    study.add_argument("--max-utts", type=int, default=0, help="first N utterances (0: all)")
+    study.add_argument("--results", type=Path, required=True, help="markdown file to write")
+    study.set_defaults(run=_study)
 
     enhance = table.verb("enhance", "enhance a speech file or every audio file in a directory")
     enhance.add_argument("input", type=Path, metavar="IN", help="audio file or directory")

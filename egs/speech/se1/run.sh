@@ -7,7 +7,9 @@
 # Stages: 1 sources (Debian packages, TTS voices), 2 mixed corpus -> data/{train,dev,test},
 # 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
 # 7 score dev/test, 8 enhance the test set, 9 benchmarks (peers, reduced precision),
-# 10 adversarial fine-tuning.
+# 10 adversarial fine-tuning, 11 training studies (lightweight variants and stable-training
+# switches x seeds: RESULTS_studies.md), e.g.
+#   ./run.sh --stage 11 --stop-stage 11 --study-seeds 3 --study-jobs 2 --max-utts 50
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,13 +19,17 @@ datadir=data                    # prepared data
 expdir=exp                      # models, logs ($expdir/<model>/log)
 corpus_config=conf/corpus.yaml  # corpus sources and sizes
 install_packages=true           # apt-get missing Debian packages when run as root
-max_utts=0                      # stages 7 and 10: score the first N utterances (0: all)
+max_utts=0                      # stages 7, 10 and 11: score the first N utterances (0: all)
 adversarial_from=               # stage 10: enhancer to fine-tune (default: exp/latent_se)
+study_seeds=3                   # stage 11: seeds per study variant
+study_steps=                    # stage 11: training steps per study run (empty: the config's)
+study_jobs=1                    # stage 11: study runs trained at once
 # shellcheck disable=SC2034  # read by parse_options.sh
 help_message="Usage: ./run.sh [options]
 Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus, 3 autoencoder, 4 LatentSE,
 5 predictive baseline, 6 STFT-diffusion baseline, 7 score dev/test, 8 enhance test,
-9 peer benchmarks (RESULTS.md, RESULTS_stream.md, RESULTS_quant.md), 10 adversarial fine-tuning"
+9 peer benchmarks (RESULTS.md, RESULTS_stream.md, RESULTS_quant.md), 10 adversarial fine-tuning,
+11 training studies: lightweight variants and stable-training switches (RESULTS_studies.md)"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
@@ -46,5 +52,6 @@ if (( stop_stage >= 3 )); then
   "$LATENTDIFF_ROOT/recipes/se_model.sh" \
     --stage "$(( stage > 3 ? stage : 3 ))" --stop-stage "$stop_stage" --datadir "$datadir" \
     --expdir "$expdir" --confdir conf --train-cmd "$train_cmd" --decode-cmd "$decode_cmd" \
-    --max-utts "$max_utts" --adversarial-from "$adversarial_from"
+    --max-utts "$max_utts" --adversarial-from "$adversarial_from" --study-seeds "$study_seeds" \
+    --study-steps "$study_steps" --study-jobs "$study_jobs"
 fi

@@ -1,0 +1,173 @@
+"""Training studies of the speech enhancer: each variant over seeds, scored on a data dir.
+
+Runs come from ``latentdiff train se-model ... --exp-dir <study>/<variant>/seed<k>`` (stage 11
+of ``recipes/se_model.sh``). Each is scored on the first ``max_utterances`` utterances of a data
+dir by
+
+- PESQ-WB, ESTOI and SI-SDR of its output at the model's default steps
+  (:func:`latentdiff.se.enhancer.evaluate_datadir`);
+- ``heldout_x0_mse``: the diffusion's normalised x0 error on the same utterances' segments at
+  fixed noise levels and noise (unweighted, so it compares across loss weightings);
+- its cost (MACs per second of audio, parameters) and training (final loss, seconds, rollbacks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.ticker import NullFormatter
+from tqdm import tqdm
+
+from latentdiff.core.study import StudyRun, find_runs, plot_curves, plot_spread, summarise
+from latentdiff.reporting import markdown_table, save_figure
+from latentdiff.se.enhancer import Enhancer, evaluate_datadir
+from latentdiff.se.features import SegmentConfig, SegmentDataset
+from latentdiff.se.model import SEModel
+
+VARIANT_ORDER = ("base", "small", "tiny", "plain")
+HELDOUT_SEED = 7_000_000
+HELDOUT_REPEATS = 4  # noise draws per held-out segment
+HELDOUT_SEGMENT_SECONDS = 1.0
+HELDOUT_BATCH = 16
+QUALITY = ("pesq", "estoi", "si_sdr")
+
+
+def heldout_x0_error(model: SEModel, data_dir: Path, max_utterances: int = 0) -> float:
+    """Mean normalised x0 error of the model's diffusion over the segments of the first
+    ``max_utterances`` utterances (0: all) at fixed per-segment seeds (NaN without diffusion).
+
+    Unweighted (unlike the training loss, whose weighting is one of the studied switches), so
+    it compares across variants that share the autoencoder.
+    """
+    config = SegmentConfig(HELDOUT_SEGMENT_SECONDS, model.sample_rate, max_utterances)
+    data = SegmentDataset(data_dir, config)
+    n = len(data)
+    total = 0.0
+    model.eval()
+    with torch.no_grad():
+        for repeat in range(HELDOUT_REPEATS):
+            for begin in range(0, n, HELDOUT_BATCH):
+                end = min(begin + HELDOUT_BATCH, n)
+                pairs = [data[index] for index in range(begin, end)]
+                noisy = torch.stack([pair[0] for pair in pairs])
+                clean = torch.stack([pair[1] for pair in pairs])
+                seeds = torch.arange(begin, end) + HELDOUT_SEED + repeat * n
+                _, stats = model.loss(noisy, clean, seeds)
+                total += stats.get("x0_mse", math.nan) * (end - begin)
+    return total / (HELDOUT_REPEATS * n)
+
+
+def run_metrics(
+    run: StudyRun, data_dir: Path, max_utterances: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Quality, held-out errors, cost and training figures of one run, and the noisy input's
+    quality scores."""
+    enhancer = Enhancer.from_pretrained(run.exp_dir / "final.pt")
+    model = enhancer.model
+    scores = evaluate_datadir(enhancer, data_dir, max_utterances=max_utterances)
+    metrics = {key: scores["enhanced"][key] for key in QUALITY}
+    metrics |= {
+        "heldout_x0_mse": heldout_x0_error(model, data_dir, max_utterances),
+        "mmacs_per_s": model.macs_per_second()["total"] / 1e6,
+        "params": float(model.parameter_counts()["total"]),
+        "final_train_loss": float(np.mean(run.loss[-3:])),
+        "train_s": run.train_seconds,
+        "rollbacks": float(run.rollbacks),
+    }
+    return metrics, scores["noisy"]
+
+
+def plot_pareto(rows: Sequence[dict[str, object]], path: Path) -> None:
+    """PESQ-WB against MMACs per second of audio (log x): per variant, the mean over seeds with
+    the standard deviation as error bar."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for row in rows:
+        macs = float(row["mmacs_per_s_mean"])  # type: ignore[arg-type]
+        pesq = float(row["pesq_mean"])  # type: ignore[arg-type]
+        spread = float(np.nan_to_num(row["pesq_std"]))  # type: ignore[arg-type]
+        ax.errorbar(macs, pesq, yerr=spread, fmt="o", capsize=3)
+        ax.annotate(str(row["variant"]), (macs, pesq), textcoords="offset points", xytext=(5, 5))
+    ax.set(xscale="log", xlabel="M MACs per second of audio", ylabel="PESQ-WB")
+    costs = sorted({float(row["mmacs_per_s_mean"]) for row in rows})  # type: ignore[arg-type]
+    ax.set_xticks(costs, [f"{cost:.3g}" for cost in costs])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_title("speech enhancer: quality against compute (mean ± std over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _mean_std(row: dict[str, object], key: str) -> str:
+    mean, std = float(row[f"{key}_mean"]), float(row[f"{key}_std"])  # type: ignore[arg-type]
+    return f"{mean:.3f} ± {std:.3f}" if not math.isnan(std) else f"{mean:.3f}"
+
+
+def _table_row(row: dict[str, object]) -> dict[str, object]:
+    return {
+        "variant": row["variant"],
+        "seeds": row["seeds"],
+        "PESQ-WB": _mean_std(row, "pesq"),
+        "PESQ range": row["pesq_range"],
+        "ESTOI": _mean_std(row, "estoi"),
+        "SI-SDR (dB)": _mean_std(row, "si_sdr"),
+        "held-out x0 error": _mean_std(row, "heldout_x0_mse"),
+        "MMACs/s": row["mmacs_per_s_mean"],
+        "params": int(row["params_mean"]),  # type: ignore[call-overload]
+        "train s": row["train_s_mean"],
+        "final loss": row["final_train_loss_mean"],
+        "rollbacks": row["rollbacks_mean"],
+    }
+
+
+def write_study_report(
+    study_dir: Path,
+    data_dir: Path,
+    max_utterances: int,
+    results: Path,
+    command: str,
+    progress: bool = True,
+) -> list[dict[str, object]]:
+    """Score every finished run under ``study_dir``; write the report and plots; return the
+    summary by variant."""
+    runs = find_runs(study_dir)
+    metrics = []
+    noisy: dict[str, float] = {}
+    for run in tqdm(runs, desc="runs", disable=not progress):
+        run_metric, noisy = run_metrics(run, data_dir, max_utterances)
+        metrics.append(run_metric)
+    summary = summarise(runs, metrics, order=VARIANT_ORDER)
+    plots = results.parent / "plots"
+    stem = results.stem.lower()
+    column = "x0_mse" if all("x0_mse" in run.log for run in runs) else "loss"
+    plot_curves(runs, plots / f"{stem}_curves.png", f"speech enhancer: training {column}", column)
+    plot_spread(runs, [m["pesq"] for m in metrics], plots / f"{stem}_pesq.png", "PESQ-WB")
+    plot_pareto(summary, plots / f"{stem}_pareto.png")
+    table = [_table_row(row) for row in summary]
+    utterances = f"first {max_utterances}" if max_utterances else "all"
+    text = (
+        f"# Speech-enhancement training studies ({utterances} utterances of `{data_dir}`)\n\n"
+        f"Produced by:\n\n```sh\n{command}\n```\n\n"
+        f"Runs: `{study_dir}/<variant>/seed<k>` (each run's settings are in its "
+        "`experiment.yaml`). Quality at each model's default sampler steps; noisy input: "
+        + ", ".join(f"{key} {value:.3f}" for key, value in noisy.items())
+        + ". Values are mean ± std over seeds (ddof 1); PESQ range = max - min. `held-out x0 "
+        "error`: the diffusion's normalised x0 error on the utterances' 1 s segments at fixed "
+        "noise levels and noise (unweighted, so comparable across loss weightings). `final "
+        "loss`: mean of the last 3 logged training losses; its scale depends on the loss "
+        "weighting (the curves show the unweighted x0 error where every run logs it). MMACs/s "
+        "and params count the whole enhancer (autoencoder included).\n\n"
+        f"{markdown_table(table, list(table[0]))}\n\n"
+        f"![PESQ-WB against MACs](plots/{stem}_pareto.png)\n\n"
+        f"![PESQ-WB per seed](plots/{stem}_pesq.png)\n\n"
+        f"![training curves](plots/{stem}_curves.png)\n"
+    )
+    results.parent.mkdir(parents=True, exist_ok=True)
+    temporary = results.with_name(f".{results.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(results)
+    return summary

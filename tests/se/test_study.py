@@ -1,0 +1,149 @@
+"""``evaluate se-study``: tiny trained runs scored, summarised by variant, plotted and reported."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from latentdiff.commands import CommandTable
+from latentdiff.core.models import load_model
+from latentdiff.se.commands_model import add_commands
+from latentdiff.se.datadir import DataDir, write_datadir
+from latentdiff.se.model import LatentSE
+from latentdiff.se.study import heldout_x0_error, write_study_report
+from latentdiff.se.train import train_se_autoencoder, train_se_model
+
+torch.set_num_threads(1)
+CONF = Path(__file__).resolve().parents[2] / "egs" / "speech" / "se1" / "conf"
+CLIPS = Path(__file__).resolve().parent / "data" / "clips"
+TRAINER = {
+    "steps": 3,
+    "batch_size": 2,
+    "warmup_steps": 1,
+    "log_every": 1,
+    "ckpt_every": 3,
+    "tensorboard": False,
+    "progress": False,
+}
+SIZES = {  # variant -> (encoder and backbone channels, backbone depth)
+    "base": (16, 3),
+    "tiny": (8, 2),
+}
+
+
+def _config(path: Path, base: str, updates: dict[str, dict]) -> Path:
+    data = yaml.safe_load((CONF / base).read_text())
+    for section, values in updates.items():
+        data[section].update(values)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = DataDir()
+    for clean in sorted(CLIPS.glob("*_clean.wav")):
+        utt = clean.name.removesuffix("_clean.wav")
+        data.wav[utt] = str(CLIPS / f"{utt}_noisy.wav")
+        data.spk1_scp[utt] = str(clean)
+        data.utt2spk[utt] = utt
+    root = tmp_path_factory.mktemp("data")
+    write_datadir(data, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """base: seeds 1 and 2, tiny: seed 1 finished and seed 2 without final.pt."""
+    root = tmp_path_factory.mktemp("study")
+    segment = {"segment_seconds": 0.5}
+    ae_config = _config(
+        root / "ae.yaml",
+        "autoencoder.yaml",
+        {"trainer": TRAINER, "data": segment, "autoencoder": {"channels": 8, "latent_channels": 4}},
+    )
+    train_se_autoencoder(ae_config, data_dir, root / "ae")
+    for variant, (channels, depth) in SIZES.items():
+        model = {
+            "cond_encoder": {"channels": channels, "out_channels": channels, "res_blocks": 1},
+            "backbone": {"name": "tcn", "channels": channels, "depth": depth, "embed_dim": 8},
+        }
+        config = _config(
+            root / f"{variant}.yaml",
+            "latent_se.yaml",
+            {"trainer": TRAINER, "data": segment, "model": model},
+        )
+        for seed in (1, 2):
+            exp_dir = root / "runs" / variant / f"seed{seed}"
+            train_se_model(
+                config, data_dir, exp_dir, root / "ae" / "final.pt", [f"trainer.seed={seed}"]
+            )
+    (root / "runs" / "tiny" / "seed2" / "final.pt").unlink()
+    return root / "runs"
+
+
+def test_report_has_one_row_per_variant_and_the_plots(
+    study: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    results = tmp_path / "RESULTS_studies.md"
+    command = "latentdiff evaluate se-study --max-utts 1"
+    summary = write_study_report(study, data_dir, 1, results, command, progress=False)
+    assert [(row["variant"], row["seeds"]) for row in summary] == [("base", 2), ("tiny", 1)]
+    base, tiny = summary
+    assert float(tiny["mmacs_per_s_mean"]) < float(base["mmacs_per_s_mean"])  # type: ignore[arg-type]
+    assert float(tiny["params_mean"]) < float(base["params_mean"])  # type: ignore[arg-type]
+    assert not math.isnan(base["pesq_std"]) and math.isnan(tiny["pesq_std"])  # type: ignore[arg-type]
+    text = results.read_text()
+    rows = [
+        line for line in text.splitlines() if line.startswith("| base") or line.startswith("| tiny")
+    ]
+    assert [row.split("|")[1:3] for row in rows] == [[" base ", " 2 "], [" tiny ", " 1 "]]
+    assert command in text and "±" in rows[0] and "±" not in rows[1]  # std needs two seeds
+    for name in ("pareto", "pesq", "curves"):
+        assert (tmp_path / "plots" / f"results_studies_{name}.png").stat().st_size > 0
+
+
+def test_heldout_error_is_deterministic_unweighted_and_tells_models_apart(
+    study: Path, data_dir: Path
+) -> None:
+    base, tiny = (load_model(study / variant / "seed1" / "final.pt") for variant in SIZES)
+    assert isinstance(base, LatentSE) and isinstance(tiny, LatentSE)
+    error = heldout_x0_error(base, data_dir, 1)
+    assert error > 0 and error == heldout_x0_error(base, data_dir, 1)
+    assert error != heldout_x0_error(tiny, data_dir, 1)
+    base.denoiser.cfg = replace(base.denoiser.cfg, loss_weighting="uniform")
+    assert heldout_x0_error(base, data_dir, 1) == error
+
+
+def test_cli_task_parses_and_a_study_without_finished_runs_fails(
+    study: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    parser = argparse.ArgumentParser(prog="latentdiff")
+    add_commands(CommandTable(parser.add_subparsers(dest="verb", required=True)))
+    partial = tmp_path / "partial"
+    shutil.copytree(study / "tiny" / "seed2", partial / "tiny" / "seed2")
+    args = parser.parse_args(
+        [
+            "evaluate",
+            "se-study",
+            "--study-dir",
+            str(partial),
+            "--data-dir",
+            str(data_dir),
+            "--max-utts",
+            "2",
+            "--results",
+            str(tmp_path / "out.md"),
+        ]
+    )
+    assert (args.study_dir, args.max_utts) == (partial, 2)
+    with pytest.raises(FileNotFoundError, match="finished runs"):
+        args.run(args)
+    assert not (tmp_path / "out.md").exists()
