@@ -27,7 +27,7 @@ from latentdiff.core.diffusion import get_sigmas, guided
 from latentdiff.core.onnx import single_thread_session
 from latentdiff.core.quantize import ONNX_PRECISIONS, check_precision, quantize_onnx
 from latentdiff.core.samplers import SAMPLERS
-from latentdiff.path.model import PathDiffusion, from_residual
+from latentdiff.path.model import PathDiffusion
 
 OPSET = 17
 INPUTS = ("maps", "endpoints", "guide", "noise")
@@ -80,7 +80,7 @@ class ProposalGraph(nn.Module):
         )
         x = float(self.sigmas[0]) * noise.flatten(0, 1)
         latent = SAMPLERS[self.sampler](denoise, x, self.sigmas).x
-        return from_residual(self.model.diffusion.decode(latent), per_candidate(guide))
+        return self.model.from_residual(self.model.diffusion.decode(latent), per_candidate(guide))
 
     def example_inputs(self, pieces: int = 1) -> tuple[Tensor, ...]:
         """Zero inputs for ``pieces`` windows."""

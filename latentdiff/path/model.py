@@ -4,19 +4,23 @@ What each part does:
 
 - a trajectory autoencoder (core ``Autoencoder1D``, non-causal, 2 channels = normalised (x, y)
   waypoints) maps ``n_waypoints`` points to a short latent, e.g. 4 channels x 8 frames;
-- the model generates the residual ``(target - guide) / RESIDUAL_SCALE`` between the optimal path
-  and the A* + shortcut guide route (both resampled to ``n_waypoints``): the guide is already close,
-  so the residual is small and the autoencoder's absolute error shrinks with it;
-- the denoiser (core ``LatentDiffusion``) generates the residual's latent conditioned on the guide
-  itself, folded to the latent frame rate (``downsample`` consecutive waypoints per frame) and
-  concatenated as ``cond`` channels;
+- the model generates the residual ``(target - reference) / residual_scale`` between the optimal
+  path and a reference path (both resampled to ``n_waypoints``). With ``reference="route"`` the
+  reference is the A* + shortcut guide route: it is already close, so the residual is small and
+  the autoencoder's absolute error shrinks with it, but samples tend to stay in the guide's
+  homotopy class. With ``reference="straight"`` it is the straight start -> goal line
+  (:func:`straight_line`) and the guide route is not used at all: the model must choose a way
+  around the obstacles from the map alone (larger residuals, so a larger ``residual_scale``);
+- the denoiser (core ``LatentDiffusion``) generates the residual's latent conditioned on the
+  reference itself, folded to the latent frame rate (``downsample`` consecutive waypoints per
+  frame) and concatenated as ``cond`` channels;
 - a small strided CNN (:class:`MapEncoder`) turns the window's occupancy and signed distance field,
   plus the normalised start and goal, into the global FiLM vector of the denoiser; with
-  ``local_dim`` > 0 its multi-scale feature maps are also sampled at every guide waypoint and
-  passed with the guide as ``cond`` channels.
+  ``local_dim`` > 0 its multi-scale feature maps are also sampled at every reference waypoint and
+  passed with the reference as ``cond`` channels.
 
-Trained on the exact any-angle optimum, the model learns to tauten the guide. Its samples carry no
-guarantee: the planner verifies every candidate with the exact collision checker. With
+Trained on the exact any-angle optimum, the model learns to tauten the reference. Its samples
+carry no guarantee: the planner verifies every candidate with the exact collision checker. With
 ``latent=False`` the same denoiser runs in waypoint space (``autoencoder=None``), the baseline that
 measures what the latent saves.
 """
@@ -39,19 +43,44 @@ from latentdiff.core.models import register_model
 from latentdiff.core.nets import count_macs
 from latentdiff.path.data import SDF_SCALE
 
-RESIDUAL_SCALE = 0.05  # normalised units (1 = half a window) per residual unit
+RESIDUAL_SCALE = 0.05  # default normalised units (1 = half a window) per residual unit
+REFERENCES = ("route", "straight")  # what the residual is taken from, see PathModelConfig
 SDF_CHANNEL = 1  # map features: occupancy, squashed signed distance
 CLEARANCE = math.tanh(0.25 / SDF_SCALE)  # squashed SDF of a quarter cell from an obstacle
 
 
-def to_residual(target: Tensor, guide: Tensor) -> Tensor:
-    """Scaled offset of the target waypoints from the guide waypoints."""
-    return (target - guide) / RESIDUAL_SCALE
+def to_residual(target: Tensor, reference: Tensor, scale: float = RESIDUAL_SCALE) -> Tensor:
+    """Offset of the target waypoints from the reference waypoints, in units of ``scale``."""
+    return (target - reference) / scale
 
 
-def from_residual(residual: Tensor, guide: Tensor) -> Tensor:
+def from_residual(residual: Tensor, reference: Tensor, scale: float = RESIDUAL_SCALE) -> Tensor:
     """Inverse of :func:`to_residual`."""
-    return guide + RESIDUAL_SCALE * residual
+    return reference + scale * residual
+
+
+def straight_line(guide: Tensor) -> Tensor:
+    """(B, 2, N) waypoints evenly spaced on the segment from ``guide``'s first to last waypoint."""
+    fractions = torch.linspace(0.0, 1.0, guide.shape[-1], dtype=guide.dtype)
+    first, last = guide[..., :1], guide[..., -1:]
+    return first + (last - first) * fractions
+
+
+def check_residuals(reference: str, scale: float) -> None:
+    """ValueError unless ``reference`` is one of :data:`REFERENCES` and ``scale`` > 0."""
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    if scale <= 0.0:
+        raise ValueError(f"residual_scale must be > 0, got {scale}")
+
+
+def reference_path(guide: Tensor, reference: str) -> Tensor:
+    """The path residuals are taken from: ``guide`` itself ("route") or its chord ("straight")."""
+    if reference == "route":
+        return guide
+    if reference == "straight":
+        return straight_line(guide)
+    raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
 
 
 def collision_cost(
@@ -82,9 +111,9 @@ def fold(x: Tensor, factor: int) -> Tensor:
 class MapEncoderConfig:
     """Strided CNN over the (occupancy, SDF) window; ``channels`` per stride-2 stage.
 
-    ``local_dim`` > 0 adds local features along the guide: the input maps and every stage's
-    feature map (a multi-scale pyramid) are sampled bilinearly at each guide waypoint and
-    projected to ``local_dim`` channels per waypoint, which the denoiser gets with the guide.
+    ``local_dim`` > 0 adds local features along the reference path: the input maps and every
+    stage's feature map (a multi-scale pyramid) are sampled bilinearly at each of its waypoints
+    and projected to ``local_dim`` channels per waypoint, which the denoiser gets with the path.
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 32)
@@ -95,18 +124,28 @@ class MapEncoderConfig:
 
 @dataclass
 class PathModelConfig:
-    """Window geometry, waypoint count, map encoder and diffusion model of the planner."""
+    """Window geometry, waypoint count, residual reference, map encoder and diffusion model.
+
+    ``reference`` is "route" (residuals from the guide route, which also conditions the model)
+    or "straight" (from the straight start -> goal line; the guide's interior is ignored);
+    ``residual_scale`` is the normalised offset of one residual unit (see :func:`to_residual`).
+    """
 
     window: int = 64
     n_waypoints: int = 32
     latent: bool = True
+    reference: str = "route"
+    residual_scale: float = RESIDUAL_SCALE
     map_encoder: MapEncoderConfig = field(default_factory=MapEncoderConfig)
     diffusion: LatentDiffusionConfig = field(default_factory=LatentDiffusionConfig)
 
+    def __post_init__(self) -> None:
+        check_residuals(self.reference, self.residual_scale)
+
 
 class MapEncoder(nn.Module):
-    """(B, 2, W, W) map features, (B, 4) endpoints and (B, 2, N) guide waypoints ->
-    (B, out_dim) FiLM vector and (B, local_dim, N) features along the guide (None if disabled).
+    """(B, 2, W, W) map features, (B, 4) endpoints and (B, 2, N) reference waypoints ->
+    (B, out_dim) FiLM vector and (B, local_dim, N) features along them (None if disabled).
     """
 
     def __init__(self, cfg: MapEncoderConfig) -> None:
@@ -127,7 +166,7 @@ class MapEncoder(nn.Module):
         self.local = nn.Conv1d(pyramid, cfg.local_dim, 1) if cfg.local_dim > 0 else None
 
     def forward(
-        self, maps: Tensor, endpoints: Tensor, guide: Tensor
+        self, maps: Tensor, endpoints: Tensor, reference: Tensor
     ) -> tuple[Tensor, Tensor | None]:
         levels = [maps]
         h = maps
@@ -139,7 +178,7 @@ class MapEncoder(nn.Module):
         if self.local is None:
             return film, None
         # Normalised (x, y) in [-1, 1] are grid_sample's coordinates (pixel edges at +-1).
-        grid = guide.transpose(1, 2).unsqueeze(1)
+        grid = reference.transpose(1, 2).unsqueeze(1)
         sampled = [
             F.grid_sample(level, grid, mode="bilinear", padding_mode="border", align_corners=False)
             for level in levels
@@ -151,7 +190,8 @@ class PathDiffusion(nn.Module):
     """Map encoder + (latent) diffusion over waypoint sequences; ``forward`` is the training loss.
 
     Batches are dicts with ``maps`` (B, 2, W, W), ``endpoints`` (B, 4) normalised (start, goal),
-    ``guide`` and ``target`` (B, 2, n_waypoints) normalised waypoints.
+    ``guide`` and ``target`` (B, 2, n_waypoints) normalised waypoints. Every method that takes a
+    guide uses it through :meth:`reference` only.
     """
 
     def __init__(self, cfg: PathModelConfig, autoencoder: Autoencoder1D | None = None) -> None:
@@ -178,16 +218,29 @@ class PathDiffusion(nn.Module):
         """Frames of the generated sequence (latent frames, or waypoints in waypoint space)."""
         return self.cfg.n_waypoints // self.diffusion.downsample
 
+    def reference(self, guide: Tensor) -> Tensor:
+        """The reference path of ``guide`` (B, 2, N) under ``cfg.reference``."""
+        return reference_path(guide, self.cfg.reference)
+
+    def to_residual(self, target: Tensor, guide: Tensor) -> Tensor:
+        """The residual this model generates for ``target`` given ``guide``."""
+        return to_residual(target, self.reference(guide), self.cfg.residual_scale)
+
+    def from_residual(self, residual: Tensor, guide: Tensor) -> Tensor:
+        """Waypoints of a generated ``residual`` given ``guide`` (inverse of ``to_residual``)."""
+        return from_residual(residual, self.reference(guide), self.cfg.residual_scale)
+
     def condition(self, maps: Tensor, endpoints: Tensor, guide: Tensor) -> tuple[Tensor, Tensor]:
-        """``(cond, film)``: the guide route (with the map features along it, when enabled)
-        folded to the model's frame rate, and the map / endpoint FiLM vector."""
-        film, local = self.map_encoder(maps, endpoints, guide)
-        route = guide if local is None else torch.cat([guide, local], dim=1)
+        """``(cond, film)``: the reference path of ``guide`` (with the map features along it,
+        when enabled) folded to the model's frame rate, and the map / endpoint FiLM vector."""
+        reference = self.reference(guide)
+        film, local = self.map_encoder(maps, endpoints, reference)
+        route = reference if local is None else torch.cat([reference, local], dim=1)
         return fold(route, self.diffusion.downsample), film
 
     def forward(self, batch: dict[str, Tensor], seeds: Tensor) -> tuple[Tensor, dict[str, float]]:
         cond, film = self.condition(batch["maps"], batch["endpoints"], batch["guide"])
-        residual = to_residual(batch["target"], batch["guide"])
+        residual = self.to_residual(batch["target"], batch["guide"])
         return self.diffusion.loss(residual, seeds, cond=cond, film=film)
 
     def distillation_loss(
@@ -203,7 +256,7 @@ class PathDiffusion(nn.Module):
             teacher_cond, teacher_film = teacher.condition(
                 batch["maps"], batch["endpoints"], batch["guide"]
             )
-        latent = self.diffusion.encode(to_residual(batch["target"], batch["guide"]))
+        latent = self.diffusion.encode(self.to_residual(batch["target"], batch["guide"]))
         return distillation_loss(
             self.diffusion.denoiser,
             teacher.diffusion.denoiser,
@@ -246,7 +299,7 @@ class PathDiffusion(nn.Module):
             def correction(z0: Tensor, sigma: Tensor) -> Tensor:
                 with torch.enable_grad():
                     z = z0.detach().requires_grad_(True)
-                    points = from_residual(self.diffusion.decode(z), guide)
+                    points = self.from_residual(self.diffusion.decode(z), guide)
                     (gradient,) = torch.autograd.grad(collision_cost(points, sdf).sum(), z)
                 return z0 - guidance * gradient
 
@@ -260,7 +313,7 @@ class PathDiffusion(nn.Module):
             seeds=seeds,
             x0_correction=correction,
         )
-        return from_residual(result.x, guide), result.nfe
+        return self.from_residual(result.x, guide), result.nfe
 
     def macs_per_plan(self, candidates: int, nfe: int) -> dict[str, float]:
         """Multiply-accumulates of one single-window plan, split by component."""

@@ -1,10 +1,19 @@
-"""Training stages of the learned planner: trajectory autoencoder, then (latent) path diffusion."""
+"""Training stages of the learned planner: trajectory autoencoder, then (latent) path diffusion.
+
+The autoencoder learns the residuals the diffusion model will generate, so both stages name the
+same residual reference and scale: the autoencoder stage in its own config keys ``reference`` and
+``residual_scale`` (stored in its checkpoint's spec under ``residuals``), the diffusion stage in
+``model.reference`` and ``model.residual_scale``. The diffusion stage refuses an autoencoder
+trained on other residuals (checkpoints without ``residuals`` learned the route defaults).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -14,14 +23,17 @@ from latentdiff.core.autoencoder import Autoencoder1D, AutoencoderConfig
 from latentdiff.core.checkpoint import load_checkpoint, save_checkpoint
 from latentdiff.core.config import load_config
 from latentdiff.core.distill import DistillConfig
-from latentdiff.core.models import autoencoder_spec, load_model, save_final
+from latentdiff.core.models import autoencoder_spec, load_model, resolve_checkpoint, save_final
 from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.path.data import PathDataset, load_split
 from latentdiff.path.model import (
+    RESIDUAL_SCALE,
     PathDiffusion,
     PathModelConfig,
     build_path_model,
+    check_residuals,
     path_model_spec,
+    reference_path,
     to_residual,
 )
 
@@ -32,10 +44,16 @@ def _default_autoencoder() -> AutoencoderConfig:
 
 @dataclass
 class PathAutoencoderExperiment:
-    """Config file of the trajectory autoencoder stage."""
+    """Config file of the trajectory autoencoder stage; ``reference`` and ``residual_scale`` say
+    which residuals it learns (as in ``PathModelConfig``; they must match the diffusion model's)."""
 
+    reference: str = "route"
+    residual_scale: float = RESIDUAL_SCALE
     autoencoder: AutoencoderConfig = field(default_factory=_default_autoencoder)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        check_residuals(self.reference, self.residual_scale)
 
 
 @dataclass
@@ -47,10 +65,13 @@ class PathDiffusionExperiment:
 
 
 class ResidualDataset(Dataset[Tensor]):
-    """(2, N) scaled residuals between the optimal and the guide waypoints (see ``to_residual``)."""
+    """(2, N) scaled residuals of the optimal waypoints from the guide's ``reference`` path (see
+    ``to_residual`` and ``reference_path``)."""
 
-    def __init__(self, data: PathDataset) -> None:
-        self.paths = to_residual(data.target, data.guide)
+    def __init__(
+        self, data: PathDataset, reference: str = "route", scale: float = RESIDUAL_SCALE
+    ) -> None:
+        self.paths = to_residual(data.target, reference_path(data.guide, reference), scale)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -121,18 +142,39 @@ def train_path_autoencoder(
         raise ValueError("the trajectory autoencoder needs in_channels: 2 (x and y)")
     torch.manual_seed(exp.trainer.seed)
     model = Autoencoder1D(exp.autoencoder)
-    dataset = ResidualDataset(PathDataset(load_split(data_dir, "train")))
+    dataset = ResidualDataset(
+        PathDataset(load_split(data_dir, "train")), exp.reference, exp.residual_scale
+    )
 
     def loss_fn(net: nn.Module, batch: Tensor, seeds: Tensor) -> tuple[Tensor, dict[str, float]]:
         return net(batch)
 
     spec = autoencoder_spec(model)
+    spec["residuals"] = {"reference": exp.reference, "scale": exp.residual_scale}
     stats, ema = fit_experiment(model, loss_fn, dataset, exp, exp_dir, spec)
     ema = ema.cpu()
     assert isinstance(ema, Autoencoder1D)
     ema.fit_latent_stats(dataset.paths[i : i + 512] for i in range(0, len(dataset), 512))
     save_final(exp_dir, ema, spec)
     return stats
+
+
+def autoencoder_residuals(path: Path) -> tuple[str, float]:
+    """``(reference, scale)`` of the residuals the autoencoder checkpoint at ``path`` learned."""
+    spec: dict[str, Any] = load_checkpoint(resolve_checkpoint(path))["extra"]["model"]
+    residuals = spec.get("residuals", {})
+    return residuals.get("reference", "route"), float(residuals.get("scale", RESIDUAL_SCALE))
+
+
+def check_autoencoder_residuals(model: PathModelConfig, autoencoder: Path) -> None:
+    """ValueError when ``autoencoder`` learned other residuals than ``model`` generates."""
+    reference, scale = autoencoder_residuals(autoencoder)
+    if reference != model.reference or not math.isclose(scale, model.residual_scale):
+        raise ValueError(
+            f"{autoencoder} learned residuals (reference={reference}, scale={scale}) but the "
+            f"model generates (reference={model.reference}, scale={model.residual_scale}); "
+            "train the autoencoder with the same reference and residual_scale"
+        )
 
 
 def train_path_diffusion(
@@ -150,6 +192,8 @@ def train_path_diffusion(
     ae = load_model(autoencoder) if exp.model.latent and autoencoder is not None else None
     if ae is not None and not isinstance(ae, Autoencoder1D):
         raise ValueError(f"{autoencoder} is not an autoencoder checkpoint")
+    if ae is not None and autoencoder is not None:
+        check_autoencoder_residuals(exp.model, autoencoder)
     model = PathDiffusion(exp.model, ae)
     dataset = PathDataset(load_split(data_dir, "train"))
 
