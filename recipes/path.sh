@@ -15,7 +15,8 @@ study_seeds=3         # seeds per study variant
 help_message="Usage: $0 [options]
 Stages: 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space baseline,
 5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds),
-8 few-step distillation (1 and 2 DDIM steps), 9 reduced-precision planner (int8, fp16)"
+8 few-step distillation (1 and 2 DDIM steps), 9 reduced-precision planner (int8, fp16),
+10 straight-line residual reference ablation"
 
 . parse_options.sh
 . stage.sh
@@ -123,4 +124,21 @@ if run_stage 9 "Reduced-precision planner: int8 and fp16 kernels against fp32"; 
   ${decode_cmd} "$expdir/log/bench_quant.log" \
     latentdiff bench quant --tracks path --path-data "$datadir" --results "${results%.md}_quant.md"
   log "Report: ${results%.md}_quant.md"
+fi
+
+if run_stage 10 "Ablation: straight start-goal line as the residual reference"; then
+  ${train_cmd} "$expdir/autoencoder_straight/log/train.log" \
+    latentdiff train path-autoencoder --config "$confdir/autoencoder_straight.yaml" \
+      --data-dir "$datadir" --exp-dir "$expdir/autoencoder_straight"
+  ${train_cmd} "$expdir/diffusion_straight/log/train.log" \
+    latentdiff train path-diffusion --config "$confdir/latent_diffusion_straight.yaml" \
+      --data-dir "$datadir" --exp-dir "$expdir/diffusion_straight" \
+      --autoencoder "$expdir/autoencoder_straight/final.pt"
+  for split in dev test; do
+    ${decode_cmd} "$expdir/log/evaluate_reference_$split.log" \
+      latentdiff evaluate path-windows --model "route=$expdir/diffusion/final.pt" \
+        --model "straight=$expdir/diffusion_straight/final.pt" --data-dir "$datadir" \
+        --split "$split" --results "${results%.md}_reference_$split.md"
+  done
+  log "Reports: ${results%.md}_reference_{dev,test}.md"
 fi

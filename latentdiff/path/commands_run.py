@@ -178,7 +178,9 @@ def _windows(args: argparse.Namespace) -> int:
     rows = []
     for name, model in args.model:
         scale = guidance.get(name, args.guidance)
+        sampling = {"candidates": args.candidates} if args.candidates else {}
         config = PlannerConfig(
+            **sampling,
             steps=steps.get(name, args.steps),
             sampler=args.sampler if args.sampler or name not in steps else "ddim",
             guidance=scale,
@@ -269,6 +271,9 @@ def add_commands(table: CommandTable) -> None:
         "--data-dir", type=Path, required=True, help="`latentdiff prepare path` output"
     )
     windows.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    windows.add_argument(
+        "--candidates", type=int, help="samples per window (default: the planner's)"
+    )
     windows.add_argument("--steps", type=int, help="sampler steps (default: each model's own)")
     windows.add_argument("--sampler", help="sampler (default: each model's own)")
     windows.add_argument(

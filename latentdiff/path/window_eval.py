@@ -38,6 +38,7 @@ class WindowOutcome:
     network_ran: np.ndarray
     valid_raw: np.ndarray
     from_model: np.ndarray
+    repaired: np.ndarray
     repair_tried: np.ndarray
     fallback: np.ndarray
     length_ratio: np.ndarray
@@ -64,6 +65,7 @@ def run_windows(planner: Planner, samples: PathSamples, progress: bool = True) -
                 info["nfe"] > 0,
                 info["n_valid_raw"] > 0,
                 info["method"] == "diffusion",
+                info["repaired"],
                 info["repair_tried"] > 0,
                 info["fallback"],
                 path_length(result.path) / float(samples.optimum_length[i]),
@@ -125,6 +127,7 @@ def window_rows(name: str, outcome: WindowOutcome, samples: PathSamples) -> list
                 "network_ran": share(outcome.network_ran, mask),
                 "valid_raw_ran": share(outcome.valid_raw, ran),
                 "model_path_returned": share(outcome.from_model, mask),
+                "repaired_returned": share(outcome.repaired, mask),
                 "repair_tried": share(outcome.repair_tried, mask),
                 "fallback": share(outcome.fallback, mask),
                 "len_mean": share(outcome.length_ratio, mask),
@@ -148,7 +151,8 @@ def write_report(path: Path, command: str, split: str, rows: list[dict[str, obje
         "`hard` = queries whose tautened A* + shortcut guide is more than 0.1 % above the exact "
         "any-angle optimum (the only queries where a network sample can be shorter). Length "
         "ratios are over the optimum; `valid_raw_ran`, `ms_p50_ran` and `macs_ran` are over "
-        "the queries where the network ran. `closest_sample_cells`: mean waypoint distance (cells) "
+        "the queries where the network ran. `model_path_returned`: the returned path came from a "
+        "network sample (`repaired_returned`: from a repaired one). `closest_sample_cells`: mean waypoint distance (cells) "
         "from the training target to the closest raw candidate (all queries, network run apart "
         "from planning); `guide_cells`: the same for the guide. One thread, plans timed one by "
         "one.\n\n"

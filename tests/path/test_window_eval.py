@@ -36,6 +36,7 @@ def test_rows_split_hard_queries_and_report_the_returned_lengths(dev) -> None:
     assert outcome.success.all()
     # Where the guide was returned, its length is the tautened guide stored with the data.
     guide = ~outcome.from_model
+    assert not (outcome.repaired & guide).any()
     ratio = dev.taut_length / dev.optimum_length
     np.testing.assert_allclose(outcome.length_ratio[guide], ratio[guide], rtol=1e-5)
     assert np.all(outcome.length_ratio >= 1.0 - 1e-5)
@@ -60,17 +61,18 @@ def test_cli_writes_the_report_with_its_command(dev, tmp_path: Path, monkeypatch
     results = tmp_path / "windows.md"
     argv = ["evaluate", "path-windows", "--model", f"tiny={tmp_path / 'tiny'}", "--steps", "1"]
     argv += ["--model", f"two={tmp_path / 'tiny'}", "--model-steps", "two=2"]
-    argv += ["--data-dir", str(tmp_path), "--results", str(results)]
+    argv += ["--candidates", "3", "--data-dir", str(tmp_path), "--results", str(results)]
     monkeypatch.setattr(sys, "argv", ["latentdiff", *argv])
     args = parser.parse_args(argv)
     assert args.run(args) == commands_run.EXIT_OK
     text = results.read_text()
     assert "latentdiff evaluate path-windows" in text
     assert f"| tiny | all | {len(dev)} | 1 |" in text and "| tiny | hard |" in text
-    # --steps 1 overrides the model's own 4 steps, --model-steps sets one model's: their MACs.
+    # --steps 1 overrides the model's own 4 steps, --model-steps sets one model's, and
+    # --candidates the samples per window: their MACs.
     for name, steps in (("tiny", 1), ("two", 2)):
         row = next(line for line in text.splitlines() if line.startswith(f"| {name} | all |"))
-        assert row.endswith(f"| {model.macs_per_plan(8, steps)['total']:.4g} |")
+        assert row.endswith(f"| {model.macs_per_plan(3, steps)['total']:.4g} |")
 
 
 def test_study_report_scores_every_run(dev, tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ help_message="Usage: ./run.sh [options]
 Stages: 0 install, 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space
 baseline, 5 evaluate -> RESULTS.md + RESULTS_windows.md, 6 multi-scale ablation ->
 RESULTS_multiscale.md, 7 training studies -> RESULTS_studies.md, 8 few-step distillation ->
-RESULTS_distill.md, 9 reduced precision -> RESULTS_quant.md"
+RESULTS_distill.md, 9 reduced precision -> RESULTS_quant.md, 10 straight-line reference ablation
+-> RESULTS_reference_{dev,test}.md"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
