@@ -139,3 +139,23 @@ if run_stage 11 "Training studies: lightweight variants and stable-training swit
       --max-utts "$max_utts" --results RESULTS_studies.md
   log "Report: RESULTS_studies.md"
 fi
+
+if run_stage 12 "Few-step distillation: DDIM students at 1 and 2 steps"; then
+  teacher=$expdir/adversarial/final.pt
+  for steps in 1 2; do
+    ${train_cmd} "$expdir/distill_${steps}step/log/train.log" \
+      latentdiff train se-distill --config "$confdir/distill.yaml" --teacher "$teacher" \
+        --data-dir "$datadir/train" --exp-dir "$expdir/distill_${steps}step" \
+        --set "distill.steps=$steps"
+    ${decode_cmd} "$expdir/distill_${steps}step/log/score_dev.log" \
+      latentdiff evaluate se-model --data-dir "$datadir/dev" \
+        --model "$expdir/distill_${steps}step/final.pt" --max-utts "$max_utts" \
+        --output "$expdir/distill_${steps}step/scores_dev.json"
+  done
+  for steps in 1 4; do
+    ${decode_cmd} "$expdir/adversarial/log/score_dev_steps$steps.log" \
+      latentdiff evaluate se-model --data-dir "$datadir/dev" --model "$teacher" \
+        --steps "$steps" --max-utts "$max_utts" \
+        --output "$expdir/adversarial/scores_dev_steps$steps.json"
+  done
+fi

@@ -48,10 +48,13 @@ def student_sigmas(teacher: Denoiser, steps: int) -> Tensor:
 def teacher_sigmas(teacher: Denoiser, sigma_t: float, sigma_s: float, substeps: int) -> Tensor:
     """``substeps + 1`` decreasing sigmas from ``sigma_t`` to ``sigma_s`` on the teacher's schedule.
 
-    Down to 0 the schedule ends at the teacher's ``sigma_min`` and then 0, as in sampling.
+    Down to 0 the schedule ends at the teacher's ``sigma_min`` and then 0, as in sampling; from
+    ``sigma_min`` itself (the last step of a student whose schedule ends there) it is one step.
     """
     cfg = teacher.cfg
     if sigma_s == 0.0:
+        if sigma_t <= cfg.sigma_min * (1.0 + 1e-6):
+            return torch.tensor([sigma_t, 0.0])
         return get_sigmas(cfg.schedule, substeps, cfg.sigma_min, sigma_t)
     return get_sigmas(cfg.schedule, substeps + 1, sigma_s, sigma_t)[:-1]
 

@@ -44,6 +44,14 @@ def _train_adversarial(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_distill(args: argparse.Namespace) -> int:
+    from latentdiff.se.distill import train_se_distill
+
+    stats = train_se_distill(args.config, args.teacher, args.data_dir, args.exp_dir, args.set)
+    print(f"distilled: {stats}")
+    return 0
+
+
 def audio_jobs(source: Path, target: Path) -> list[tuple[Path, Path]]:
     """(input, output) pairs: a file maps to ``target`` (or into it, if it is a directory);
     a directory maps every wav/flac/ogg file below it to the same relative path under ``target``.
@@ -129,8 +137,8 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def add_commands(table: CommandTable) -> None:
-    """``train se-autoencoder``, ``train se-model``, ``train se-adversarial``, ``evaluate
-    se-model``, ``evaluate se-study`` and ``enhance``."""
+    """``train se-autoencoder``, ``train se-model``, ``train se-adversarial``, ``train
+    se-distill``, ``evaluate se-model``, ``evaluate se-study`` and ``enhance``."""
     ae = table.task("train", "se-autoencoder", "causal autoencoder of clean STFT features")
     model = table.task("train", "se-model", "speech-enhancement model (latent_se or baseline)")
     for sub in (ae, model):
@@ -148,6 +156,14 @@ def add_commands(table: CommandTable) -> None:
     adversarial.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
     adversarial.add_argument("--exp-dir", type=Path, required=True)
     adversarial.set_defaults(run=_train_adversarial)
+    distill = table.task(
+        "train", "se-distill", "few-step DDIM student of a diffusion enhancer's correction"
+    )
+    add_config_options(distill)
+    distill.add_argument("--teacher", type=Path, required=True, help="enhancer final.pt")
+    distill.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
+    distill.add_argument("--exp-dir", type=Path, required=True)
+    distill.set_defaults(run=_train_distill)
 
     score = table.task("evaluate", "se-model", "PESQ / ESTOI / SI-SDR on a data dir (spk1.scp)")
     score.add_argument("--data-dir", type=Path, required=True)

@@ -113,3 +113,11 @@ def test_a_one_step_student_learns_the_teachers_distribution() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="steps and substeps"):
         DistillConfig(steps=0)
+
+
+def test_the_last_step_of_a_student_ending_at_sigma_min_is_one_teacher_step() -> None:
+    # A 2-step Karras student goes sigma_max -> sigma_min -> 0; float32 rounding can put its
+    # middle sigma a hair below the teacher's sigma_min.
+    for sigma_t in (CFG.sigma_min, float(torch.tensor(CFG.sigma_min, dtype=torch.float32))):
+        sigmas = teacher_sigmas(teacher(), sigma_t, 0.0, 6)
+        assert sigmas.tolist() == pytest.approx([sigma_t, 0.0])
