@@ -5,7 +5,8 @@
 # 7 PESQ-WB / ESTOI / SI-SDR of every trained model on dev and test ($expdir/<model>/scores_*.json),
 # 8 enhance the test set's noisy files with every trained model ($expdir/<model>/enhanced/test),
 # 9 benchmarks against the peers: RESULTS.md (quality) and RESULTS_stream.md (streaming speed),
-# 10 adversarial fine-tuning, 11 training studies: LatentSE variants x seeds (RESULTS_studies.md).
+# 10 adversarial fine-tuning, 11 training studies: LatentSE variants x seeds (RESULTS_studies.md),
+# 12 few-step distillation of the stage-10 model into 1- and 2-step DDIM students.
 set -euo pipefail
 
 stage=3
@@ -14,7 +15,7 @@ datadir=data        # Kaldi data dirs: $datadir/{train,dev,test}
 expdir=exp          # one folder per model, logs in <model>/log
 confdir=conf        # autoencoder.yaml, latent_se.yaml, predictive.yaml, stft_diffusion.yaml
 steps=""            # sampler steps for stages 7-8 (empty: each model's default)
-max_utts=0          # stages 7, 10, 11: score the first N utterances of each set (0: all)
+max_utts=0          # stages 7, 10-12: score the first N utterances of each set (0: all)
 adversarial_from=   # stage 10: enhancer to fine-tune (default: $expdir/latent_se/final.pt)
 study_seeds=3       # stage 11: seeds per study variant
 study_steps=""      # stage 11: training steps of each study run (empty: the config's)
@@ -25,7 +26,8 @@ help_message="Usage: $0 [options]
 Stages: 3 autoencoder, 4 latent_se, 5 predictive baseline, 6 stft_diffusion baseline,
 7 score dev and test, 8 enhance \$datadir/test with each trained model, 9 peer benchmarks,
 10 adversarial fine-tuning (diffusion-GAN hybrid), scored on dev against its starting point,
-11 training studies: lightweight variants and stable-training switches x seeds, scored on dev"
+11 training studies: lightweight variants and stable-training switches x seeds, scored on dev,
+12 few-step distillation (1- and 2-step DDIM students of the stage-10 model), scored on dev"
 
 . parse_options.sh
 . stage.sh

@@ -86,11 +86,15 @@ def plot_pareto(rows: Sequence[dict[str, object]], path: Path) -> None:
     """PESQ-WB against MMACs per second of audio (log x): per variant, the mean over seeds with
     the standard deviation as error bar."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    # Colours by sorted variant name, as in the training-curve plot.
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = sorted(str(row["variant"]) for row in rows)
     for row in rows:
         macs = float(row["mmacs_per_s_mean"])  # type: ignore[arg-type]
         pesq = float(row["pesq_mean"])  # type: ignore[arg-type]
         spread = float(np.nan_to_num(row["pesq_std"]))  # type: ignore[arg-type]
-        ax.errorbar(macs, pesq, yerr=spread, fmt="o", capsize=3)
+        colour = colours[names.index(str(row["variant"])) % len(colours)]
+        ax.errorbar(macs, pesq, yerr=spread, fmt="o", capsize=3, color=colour)
         ax.annotate(str(row["variant"]), (macs, pesq), textcoords="offset points", xytext=(5, 5))
     ax.set(xscale="log", xlabel="M MACs per second of audio", ylabel="PESQ-WB")
     costs = sorted({float(row["mmacs_per_s_mean"]) for row in rows})  # type: ignore[arg-type]

@@ -10,6 +10,7 @@
 # 10 adversarial fine-tuning, 11 training studies (lightweight variants and stable-training
 # switches x seeds: RESULTS_studies.md), e.g.
 #   ./run.sh --stage 11 --stop-stage 11 --study-seeds 3 --study-jobs 2 --max-utts 50
+# 12 few-step distillation of the stage-10 model (1- and 2-step DDIM students).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,7 +20,7 @@ datadir=data                    # prepared data
 expdir=exp                      # models, logs ($expdir/<model>/log)
 corpus_config=conf/corpus.yaml  # corpus sources and sizes
 install_packages=true           # apt-get missing Debian packages when run as root
-max_utts=0                      # stages 7, 10 and 11: score the first N utterances (0: all)
+max_utts=0                      # stages 7, 10-12: score the first N utterances (0: all)
 adversarial_from=               # stage 10: enhancer to fine-tune (default: exp/latent_se)
 study_seeds=3                   # stage 11: seeds per study variant
 study_steps=                    # stage 11: training steps per study run (empty: the config's)
@@ -29,7 +30,8 @@ help_message="Usage: ./run.sh [options]
 Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus, 3 autoencoder, 4 LatentSE,
 5 predictive baseline, 6 STFT-diffusion baseline, 7 score dev/test, 8 enhance test,
 9 peer benchmarks (RESULTS.md, RESULTS_stream.md, RESULTS_quant.md), 10 adversarial fine-tuning,
-11 training studies: lightweight variants and stable-training switches (RESULTS_studies.md)"
+11 training studies: lightweight variants and stable-training switches (RESULTS_studies.md),
+12 few-step distillation"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
