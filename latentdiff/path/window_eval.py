@@ -152,10 +152,10 @@ def write_report(path: Path, command: str, split: str, rows: list[dict[str, obje
         "any-angle optimum (the only queries where a network sample can be shorter). Length "
         "ratios are over the optimum; `valid_raw_ran`, `ms_p50_ran` and `macs_ran` are over "
         "the queries where the network ran. `model_path_returned`: the returned path came from a "
-        "network sample (`repaired_returned`: from a repaired one). `closest_sample_cells`: mean waypoint distance (cells) "
-        "from the training target to the closest raw candidate (all queries, network run apart "
-        "from planning); `guide_cells`: the same for the guide. One thread, plans timed one by "
-        "one.\n\n"
+        "network sample (`repaired_returned`: from a repaired one). `closest_sample_cells`: mean "
+        "waypoint distance (cells) from the training target to the closest raw candidate (all "
+        "queries, network run apart from planning); `guide_cells`: the same for the guide. One "
+        "thread, plans timed one by one.\n\n"
         f"{markdown_table(rows, list(rows[0]))}\n"
     )
     temporary = path.with_name(f".{path.name}.tmp")

@@ -32,11 +32,11 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from latentdiff.core.config import load_config
-from latentdiff.core.models import load_model, save_final
+from latentdiff.core.models import save_final
 from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.se.features import SegmentConfig, SegmentDataset
 from latentdiff.se.intelligibility import soft_estoi
-from latentdiff.se.model import LatentSE, se_model_spec
+from latentdiff.se.model import LatentSE, load_diffusion_enhancer, se_model_spec
 
 TRAINABLE = ("denoiser", "decoder", "head", "cond_encoder")
 DEFAULT_TRAINABLE = ("denoiser", "decoder")
@@ -196,11 +196,7 @@ def train_se_adversarial(
 ) -> dict[str, float]:
     """Fine-tune the enhancer at ``enhancer`` adversarially; writes ``exp_dir/final.pt``."""
     exp = load_config(SEAdversarialExperiment, config, overrides)
-    model = load_model(enhancer)
-    if not isinstance(model, LatentSE):
-        raise ValueError(f"{enhancer} is not a diffusion enhancer (latent_se / stft_diffusion)")
-    if exp.data.sample_rate != model.sample_rate:
-        raise ValueError("data.sample_rate differs from the enhancer's sample rate")
+    model = load_diffusion_enhancer(enhancer, exp.data.sample_rate)
     torch.manual_seed(exp.trainer.seed)
     joint = AdversarialSE(model, exp.adversarial)
     dataset = SegmentDataset(data_dir, exp.data)

@@ -148,22 +148,26 @@ def add_commands(table: CommandTable) -> None:
     ae.set_defaults(run=_train_autoencoder)
     model.add_argument("--autoencoder", type=Path, help="autoencoder final.pt (latent_se only)")
     model.set_defaults(run=_train_model)
-    adversarial = table.task(
-        "train", "se-adversarial", "adversarial fine-tuning of a diffusion enhancer (GAN hybrid)"
-    )
-    add_config_options(adversarial)
-    adversarial.add_argument("--enhancer", type=Path, required=True, help="final.pt to fine-tune")
-    adversarial.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
-    adversarial.add_argument("--exp-dir", type=Path, required=True)
-    adversarial.set_defaults(run=_train_adversarial)
-    distill = table.task(
-        "train", "se-distill", "few-step DDIM student of a diffusion enhancer's correction"
-    )
-    add_config_options(distill)
-    distill.add_argument("--teacher", type=Path, required=True, help="enhancer final.pt")
-    distill.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
-    distill.add_argument("--exp-dir", type=Path, required=True)
-    distill.set_defaults(run=_train_distill)
+    for task, about, source, run in (
+        (
+            "se-adversarial",
+            "adversarial fine-tuning of a diffusion enhancer (GAN hybrid)",
+            "--enhancer",
+            _train_adversarial,
+        ),
+        (
+            "se-distill",
+            "few-step DDIM student of a diffusion enhancer's correction",
+            "--teacher",
+            _train_distill,
+        ),
+    ):
+        stage = table.task("train", task, about)
+        add_config_options(stage)
+        stage.add_argument(source, type=Path, required=True, help="trained enhancer final.pt")
+        stage.add_argument("--data-dir", type=Path, required=True, help="Kaldi data dir")
+        stage.add_argument("--exp-dir", type=Path, required=True)
+        stage.set_defaults(run=run)
 
     score = table.task("evaluate", "se-model", "PESQ / ESTOI / SI-SDR on a data dir (spk1.scp)")
     score.add_argument("--data-dir", type=Path, required=True)

@@ -18,10 +18,10 @@ from torch import Tensor, nn
 
 from latentdiff.core.config import load_config
 from latentdiff.core.distill import DistillConfig, distillation_loss
-from latentdiff.core.models import build_model, load_model, save_final
+from latentdiff.core.models import build_model, save_final
 from latentdiff.core.training import TrainerConfig, fit_experiment
 from latentdiff.se.features import SegmentConfig, SegmentDataset
-from latentdiff.se.model import LatentSE, se_model_spec
+from latentdiff.se.model import LatentSE, load_diffusion_enhancer, se_model_spec
 
 
 @dataclass
@@ -71,11 +71,7 @@ def train_se_distill(
 ) -> dict[str, float]:
     """Distil the enhancer at ``teacher_path`` into a DDIM student; writes ``exp_dir/final.pt``."""
     exp = load_config(SEDistillExperiment, config, overrides)
-    teacher = load_model(teacher_path)
-    if not isinstance(teacher, LatentSE):
-        raise ValueError(f"{teacher_path} is not a diffusion enhancer (latent_se / stft_diffusion)")
-    if exp.data.sample_rate != teacher.sample_rate:
-        raise ValueError("data.sample_rate differs from the teacher's sample rate")
+    teacher = load_diffusion_enhancer(teacher_path, exp.data.sample_rate)
     teacher.eval().requires_grad_(False)
     torch.manual_seed(exp.trainer.seed)
     student = se_student_of(teacher, exp.distill.steps)

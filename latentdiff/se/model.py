@@ -34,6 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,7 +50,7 @@ from latentdiff.core.autoencoder import (
 from latentdiff.core.config import from_dict, to_dict
 from latentdiff.core.diffusion import Denoiser, DiffusionConfig, get_sigmas
 from latentdiff.core.layers import CausalConv1d, ChannelLayerNorm
-from latentdiff.core.models import register_model
+from latentdiff.core.models import load_model, register_model
 from latentdiff.core.nets import BackboneConfig, build_backbone, count_macs, count_parameters
 from latentdiff.core.random import mix_seed, randn_seeded
 from latentdiff.core.samplers import SAMPLERS
@@ -602,6 +603,17 @@ def se_model_spec(model: SEModel) -> dict[str, Any]:
         "config": to_dict(model.cfg),
         "autoencoder": to_dict(ae.cfg) if ae is not None else None,
     }
+
+
+def load_diffusion_enhancer(path: str | Path, sample_rate: int) -> LatentSE:
+    """The diffusion enhancer (latent_se / stft_diffusion) at ``path``, for a training stage on
+    ``sample_rate`` data; ValueError for another model kind or another rate."""
+    model = load_model(path)
+    if not isinstance(model, LatentSE):
+        raise ValueError(f"{path} is not a diffusion enhancer (latent_se / stft_diffusion)")
+    if sample_rate != model.sample_rate:
+        raise ValueError("data.sample_rate differs from the enhancer's sample rate")
+    return model
 
 
 @register_model(SPEC_KIND)

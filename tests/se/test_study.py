@@ -15,10 +15,11 @@ import yaml
 from latentdiff.commands import CommandTable
 from latentdiff.core.models import load_model
 from latentdiff.se.commands_model import add_commands
-from latentdiff.se.datadir import DataDir, write_datadir
 from latentdiff.se.model import LatentSE
 from latentdiff.se.study import heldout_x0_error, write_study_report
 from latentdiff.se.train import train_se_autoencoder, train_se_model
+
+from .test_model import _clip_datadir
 
 torch.set_num_threads(1)
 CONF = Path(__file__).resolve().parents[2] / "egs" / "speech" / "se1" / "conf"
@@ -48,15 +49,7 @@ def _config(path: Path, base: str, updates: dict[str, dict]) -> Path:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = DataDir()
-    for clean in sorted(CLIPS.glob("*_clean.wav")):
-        utt = clean.name.removesuffix("_clean.wav")
-        data.wav[utt] = str(CLIPS / f"{utt}_noisy.wav")
-        data.spk1_scp[utt] = str(clean)
-        data.utt2spk[utt] = utt
-    root = tmp_path_factory.mktemp("data")
-    write_datadir(data, root)
-    return root
+    return _clip_datadir(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
