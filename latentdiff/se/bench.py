@@ -1,8 +1,10 @@
-"""Peer benchmark: score every system on the same utterances and write RESULTS.md and a plot.
+"""Peer benchmark: score every system on the same utterances and write RESULTS.md and plots.
 
 Scores are PESQ-WB, ESTOI and SI-SDR (DNSMOS optionally) of each system's delay-compensated output
 against spk1.scp, reported overall, per input SNR (utt2snr) and per noise type (utt2noise_type),
-with each system's real-time factor (processing seconds per second of audio).
+with each system's real-time factor (processing seconds per second of audio). The plots are
+PESQ-WB against input SNR, and spectrograms of the noisy input, the first system's output and the
+clean speech for the first few utterances.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from latentdiff.se.peers import RATE, IdentityPeer, Peer, estimate_delay
 BASE_METRICS = ("pesq", "estoi", "si_sdr")
 CALIBRATION_UTTS = 3
 PLOT_NAME = "pesq_vs_snr.png"
+SPECTROGRAM_NAME = "spectrograms.png"
+SPECTROGRAM_UTTS = 3
 
 
 @dataclass
@@ -38,6 +42,7 @@ class BenchResult:
     audio_seconds: float = 0.0
     utt2snr: dict[str, float] = field(default_factory=dict)
     utt2noise_type: dict[str, str] = field(default_factory=dict)
+    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # utt -> row -> wave
 
     def mean(self, system: str, metric: str, utts: Sequence[str] | None = None) -> float:
         """Mean of ``metric`` over ``utts`` (default: all), ignoring NaN."""
@@ -87,6 +92,11 @@ def run_bench(
         result.scores[system.name] = {
             u: score_pair(outputs[u], clean[u], RATE, metrics) for u in utts
         }
+        if len(result.scores) <= 2:  # the noisy input and the first system
+            for utt in utts[:SPECTROGRAM_UTTS]:
+                result.examples.setdefault(utt, {})[system.name] = outputs[utt]
+    for utt in result.examples:
+        result.examples[utt]["clean"] = clean[utt]
     return result
 
 
@@ -143,6 +153,42 @@ def plot_pesq_vs_snr(result: BenchResult, path: str | Path) -> Path:
     return path
 
 
+def plot_spectrograms(result: BenchResult, path: str | Path) -> Path:
+    """Log-power spectrograms (PNG): one column per example utterance, rows noisy input, the
+    first system's output and clean speech."""
+    import matplotlib.pyplot as plt
+    from scipy.signal import spectrogram
+
+    utts = list(result.examples)
+    rows = list(result.examples[utts[0]])
+    fig, axes = plt.subplots(
+        len(rows), len(utts), figsize=(4.2 * len(utts), 2.3 * len(rows)), squeeze=False
+    )
+    for col, utt in enumerate(utts):
+        spectra = {
+            name: spectrogram(result.examples[utt][name], RATE, nperseg=512, noverlap=384)
+            for name in rows
+        }
+        db = {name: 10.0 * np.log10(power + 1e-12) for name, (_, _, power) in spectra.items()}
+        top = max(float(d.max()) for d in db.values())  # one colour scale per utterance
+        for row, name in enumerate(rows):
+            ax = axes[row][col]
+            freqs, times, _ = spectra[name]
+            ax.pcolormesh(
+                times, freqs, db[name], cmap="magma", vmin=top - 80, vmax=top, shading="auto"
+            )
+            ax.set_title(f"{name}: {utt}", fontsize=8)
+            ax.set_ylabel("Hz" if col == 0 else "")
+            ax.set_xlabel("s" if row == len(rows) - 1 else "")
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def machine_description() -> str:
     """CPU, core count, torch threads and Python version of this machine."""
     cpu = platform.processor() or platform.machine()
@@ -158,6 +204,11 @@ def write_results(
     """Write the markdown report and the plot (``plots/`` next to it); returns the report path."""
     path = Path(path)
     plot = plot_pesq_vs_snr(result, path.parent / "plots" / PLOT_NAME)
+    spectrograms = (
+        plot_spectrograms(result, path.parent / "plots" / SPECTROGRAM_NAME)
+        if result.examples
+        else None
+    )
     n_utts = len(next(iter(result.scores.values())))
     lines = [
         "# Speech enhancement: peer benchmark",
@@ -194,6 +245,15 @@ def write_results(
             "## PESQ-WB per noise type",
             "",
             _group_table(result, _grouped(result.utt2noise_type), "pesq"),
+            "",
+        ]
+    if spectrograms is not None:
+        lines += [
+            "## Spectrograms",
+            "",
+            "Noisy input, the first system's output and the clean speech (delay-compensated).",
+            "",
+            f"![spectrograms]({spectrograms.relative_to(path.parent).as_posix()})",
             "",
         ]
     if skipped:

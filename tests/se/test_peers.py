@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from latentdiff.se.audio import load_audio, save_audio
-from latentdiff.se.bench import PLOT_NAME, run_bench, write_results
+from latentdiff.se.bench import PLOT_NAME, SPECTROGRAM_NAME, run_bench, write_results
 from latentdiff.se.datadir import DataDir, write_datadir
 from latentdiff.se.metrics import si_sdr
 from latentdiff.se.mixing import colored_noise, mix_at_snr
@@ -108,6 +108,11 @@ def test_bench_writes_tables_and_compensates_delay(tmp_path: Path) -> None:
             result.mean(IdentityPeer.name, metric), abs=0.05
         )
     assert result.mean("noisy", "si_sdr", ["u2"]) == pytest.approx(10.0, abs=0.1)
+    # spectrogram examples: noisy input, the first system (delay-compensated) and clean speech
+    assert list(result.examples) == ["u1", "u2"]
+    example = result.examples["u2"]
+    assert list(example) == ["noisy", "delayed", "clean"]
+    np.testing.assert_allclose(example["delayed"][:-37], example["noisy"][:-37], atol=1e-6)
 
     report = write_results(result, tmp_path / "RESULTS.md", "latentdiff bench se", {"x": "why"})
     text = report.read_text()
@@ -118,3 +123,5 @@ def test_bench_writes_tables_and_compensates_delay(tmp_path: Path) -> None:
     assert "| system | colored |" in text
     assert "Command: `latentdiff bench se`" in text
     assert (tmp_path / "plots" / PLOT_NAME).stat().st_size > 1000
+    assert (tmp_path / "plots" / SPECTROGRAM_NAME).stat().st_size > 1000
+    assert f"![spectrograms](plots/{SPECTROGRAM_NAME})" in text
