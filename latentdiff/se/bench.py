@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentdiff.reporting import markdown_table
+from latentdiff.reporting import markdown_table, save_figure
 from latentdiff.se.audio import load_audio
 from latentdiff.se.datadir import read_datadir
 from latentdiff.se.metrics import score_pair
@@ -146,11 +146,8 @@ def plot_pesq_vs_snr(result: BenchResult, path: str | Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    save_figure(fig, path, dpi=120)
+    return Path(path)
 
 
 def plot_spectrograms(result: BenchResult, path: str | Path) -> Path:
@@ -182,11 +179,8 @@ def plot_spectrograms(result: BenchResult, path: str | Path) -> Path:
             ax.set_xlabel("s" if row == len(rows) - 1 else "")
             ax.tick_params(labelsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    save_figure(fig, path, dpi=110)
+    return Path(path)
 
 
 def machine_description() -> str:
