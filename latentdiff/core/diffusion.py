@@ -279,12 +279,11 @@ class Denoiser(nn.Module):
             evaluations += 1
             return self(x, sigma, cond=cond, film=film)
 
-        denoise = guided(counted, cond, film, scale)
-        if x0_correction is not None:
-            plain, correct = denoise, x0_correction
+        estimate = guided(counted, cond, film, scale)
 
-            def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-                return correct(plain(x, sigma), sigma)
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            x0 = estimate(x, sigma)
+            return x0 if x0_correction is None else x0_correction(x0, sigma)
 
         result = sample(
             sampler if sampler is not None else cfg.sampler,

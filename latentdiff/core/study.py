@@ -11,16 +11,19 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from latentdiff.reporting import save_figure
 
 _SEED_DIR = re.compile(r"seed(\d+)$")
+HELDOUT_REPEATS = 4  # noise draws per held-out item
+HELDOUT_SEED = 7_000_000
 
 
 @dataclass
@@ -73,6 +76,26 @@ def find_runs(study_dir: Path) -> list[StudyRun]:
     if not runs:
         raise FileNotFoundError(f"no finished runs <variant>/seed<k>/final.pt under {study_dir}")
     return sorted(runs, key=lambda run: (run.variant, run.seed))
+
+
+def heldout_x0_error(
+    loss_stats: Callable[[int, int, torch.Tensor], Mapping[str, float]], n: int, batch: int
+) -> float:
+    """Mean ``"x0_mse"`` over ``n`` held-out items (NaN where a model does not report it).
+
+    ``loss_stats(begin, end, seeds)`` returns a model's loss statistics on items
+    ``begin:end`` with the given per-item noise seeds. Every item is drawn
+    :data:`HELDOUT_REPEATS` times at fixed seeds, without gradients, so the result depends on
+    the model only; unweighted, unlike a training loss, so it compares across loss weightings.
+    """
+    total = 0.0
+    with torch.no_grad():
+        for repeat in range(HELDOUT_REPEATS):
+            for begin in range(0, n, batch):
+                end = min(begin + batch, n)
+                seeds = torch.arange(begin, end) + HELDOUT_SEED + repeat * n
+                total += loss_stats(begin, end, seeds).get("x0_mse", math.nan) * (end - begin)
+    return total / (HELDOUT_REPEATS * n)
 
 
 def time_to_loss(run: StudyRun, target: float, window: int = 3) -> float:

@@ -142,8 +142,7 @@ def proposal_kernel(
     model: PathDiffusion, candidates: int, steps: int, sampler: str, precision: str = "fp32"
 ) -> ProposalKernel:
     """The cached kernel of ``model``; ValueError for samplers that need fresh noise per step and
-    for precisions onnxruntime does not run."""
-    check_precision(precision, ONNX_PRECISIONS)
+    for precisions onnxruntime does not run (checked by :class:`ProposalKernel`)."""
     cache = _KERNELS.setdefault(model, {})
     key = (candidates, steps, sampler, precision)
     if key not in cache:

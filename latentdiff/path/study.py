@@ -26,6 +26,9 @@ from latentdiff.core.study import (
     summarise,
     time_to_loss,
 )
+from latentdiff.core.study import (
+    heldout_x0_error as core_heldout_x0_error,
+)
 from latentdiff.path.data import PathDataset, PathSamples
 from latentdiff.path.model import PathDiffusion
 from latentdiff.path.planner import Planner
@@ -33,31 +36,19 @@ from latentdiff.path.window_eval import run_windows
 from latentdiff.reporting import markdown_table, save_figure
 
 TARGET_FACTOR = 1.05  # target training loss: this times the default variant's final loss
-HELDOUT_REPEATS = 4  # noise draws per held-out sample
-HELDOUT_SEED = 7_000_000
 
 
 def heldout_x0_error(model: PathDiffusion, samples: PathSamples, batch: int = 256) -> float:
-    """Mean normalised x0 error of the denoiser over ``samples`` at fixed per-sample seeds.
-
-    Unweighted (unlike the training loss, whose weighting is one of the studied switches), so
-    it compares across variants.
-    """
+    """Mean normalised x0 error of the denoiser over ``samples`` at fixed per-sample seeds
+    (core :func:`latentdiff.core.study.heldout_x0_error`)."""
     data = PathDataset(samples)
-    n = len(data)
-    total = 0.0
     model.eval()
-    with torch.no_grad():
-        for repeat in range(HELDOUT_REPEATS):
-            for begin in range(0, n, batch):
-                end = min(begin + batch, n)
-                part = {
-                    k: getattr(data, k)[begin:end] for k in ("maps", "endpoints", "guide", "target")
-                }
-                seeds = torch.arange(begin, end) + HELDOUT_SEED + repeat * n
-                _, stats = model(part, seeds)
-                total += stats["x0_mse"] * (end - begin)
-    return total / (HELDOUT_REPEATS * n)
+
+    def loss_stats(begin: int, end: int, seeds: torch.Tensor) -> dict[str, float]:
+        keys = ("maps", "endpoints", "guide", "target")
+        return model({k: getattr(data, k)[begin:end] for k in keys}, seeds)[1]
+
+    return core_heldout_x0_error(loss_stats, len(data), batch)
 
 
 def run_metrics(run: StudyRun, samples: PathSamples) -> dict[str, float]:

@@ -10,6 +10,9 @@ equal to, :func:`latentdiff.se.metrics` ESTOI; it is meant as a loss (``1 - esto
 
 from __future__ import annotations
 
+from functools import cache
+
+import numpy as np
 import torch
 from pystoi.utils import thirdoct
 from torch import Tensor
@@ -21,6 +24,12 @@ SEGMENT_FRAMES = 30
 _EPS = 1e-8
 
 
+@cache
+def _band_matrix(sample_rate: int, n_fft: int) -> np.ndarray:
+    """(BANDS, n_fft // 2 + 1) one-third octave band matrix (computed once per shape)."""
+    return thirdoct(sample_rate, n_fft, BANDS, MIN_FREQUENCY)[0]
+
+
 def band_envelopes(wave: Tensor, sample_rate: int) -> Tensor:
     """(B, N) -> (B, BANDS, frames) one-third octave band magnitudes."""
     frame = round(FRAME_SECONDS * sample_rate)
@@ -29,8 +38,7 @@ def band_envelopes(wave: Tensor, sample_rate: int) -> Tensor:
     spec = torch.stft(
         wave, n_fft, frame // 2, frame, window=window, center=False, return_complex=True
     )
-    bands, _ = thirdoct(sample_rate, n_fft, BANDS, MIN_FREQUENCY)
-    matrix = torch.as_tensor(bands, dtype=wave.dtype, device=wave.device)
+    matrix = torch.as_tensor(_band_matrix(sample_rate, n_fft), dtype=wave.dtype, device=wave.device)
     return torch.sqrt(matrix @ spec.abs().pow(2) + _EPS)
 
 

@@ -24,42 +24,34 @@ from matplotlib.ticker import NullFormatter
 from tqdm import tqdm
 
 from latentdiff.core.study import StudyRun, find_runs, plot_curves, plot_spread, summarise
+from latentdiff.core.study import heldout_x0_error as core_heldout_x0_error
 from latentdiff.reporting import markdown_table, save_figure
 from latentdiff.se.enhancer import Enhancer, evaluate_datadir
 from latentdiff.se.features import SegmentConfig, SegmentDataset
 from latentdiff.se.model import SEModel
 
 VARIANT_ORDER = ("base", "small", "tiny", "plain")
-HELDOUT_SEED = 7_000_000
-HELDOUT_REPEATS = 4  # noise draws per held-out segment
 HELDOUT_SEGMENT_SECONDS = 1.0
 HELDOUT_BATCH = 16
 QUALITY = ("pesq", "estoi", "si_sdr")
 
 
 def heldout_x0_error(model: SEModel, data_dir: Path, max_utterances: int = 0) -> float:
-    """Mean normalised x0 error of the model's diffusion over the segments of the first
-    ``max_utterances`` utterances (0: all) at fixed per-segment seeds (NaN without diffusion).
-
-    Unweighted (unlike the training loss, whose weighting is one of the studied switches), so
-    it compares across variants that share the autoencoder.
-    """
+    """Mean normalised x0 error of the model's diffusion over the 1 s segments of the first
+    ``max_utterances`` utterances (0: all) at fixed per-segment seeds, NaN without diffusion
+    (core :func:`latentdiff.core.study.heldout_x0_error`). Comparable across variants that share
+    the autoencoder."""
     config = SegmentConfig(HELDOUT_SEGMENT_SECONDS, model.sample_rate, max_utterances)
     data = SegmentDataset(data_dir, config)
-    n = len(data)
-    total = 0.0
     model.eval()
-    with torch.no_grad():
-        for repeat in range(HELDOUT_REPEATS):
-            for begin in range(0, n, HELDOUT_BATCH):
-                end = min(begin + HELDOUT_BATCH, n)
-                pairs = [data[index] for index in range(begin, end)]
-                noisy = torch.stack([pair[0] for pair in pairs])
-                clean = torch.stack([pair[1] for pair in pairs])
-                seeds = torch.arange(begin, end) + HELDOUT_SEED + repeat * n
-                _, stats = model.loss(noisy, clean, seeds)
-                total += stats.get("x0_mse", math.nan) * (end - begin)
-    return total / (HELDOUT_REPEATS * n)
+
+    def loss_stats(begin: int, end: int, seeds: torch.Tensor) -> dict[str, float]:
+        pairs = [data[index] for index in range(begin, end)]
+        noisy = torch.stack([pair[0] for pair in pairs])
+        clean = torch.stack([pair[1] for pair in pairs])
+        return model.loss(noisy, clean, seeds)[1]
+
+    return core_heldout_x0_error(loss_stats, len(data), HELDOUT_BATCH)
 
 
 def run_metrics(
