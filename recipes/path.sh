@@ -16,7 +16,7 @@ help_message="Usage: $0 [options]
 Stages: 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space baseline,
 5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds),
 8 few-step distillation (1 and 2 DDIM steps), 9 reduced-precision planner (int8, fp16),
-10 straight-line residual reference ablation"
+10 straight-line residual reference ablation, 11 vertex-keeping waypoint resampling ablation"
 
 . parse_options.sh
 . stage.sh
@@ -141,4 +141,23 @@ if run_stage 10 "Ablation: straight start-goal line as the residual reference"; 
         --split "$split" --results "${results%.md}_reference_$split.md"
   done
   log "Reports: ${results%.md}_reference_{dev,test}.md"
+fi
+
+if run_stage 11 "Ablation: waypoints that keep every bend of the paths (keep_vertices)"; then
+  ${decode_cmd} "$expdir/log/prepare_vertices.log" \
+    latentdiff prepare path --out-dir "${datadir}_vertices" --config "$confdir/data_vertices.yaml"
+  ${train_cmd} "$expdir/autoencoder_vertices/log/train.log" \
+    latentdiff train path-autoencoder --config "$confdir/autoencoder.yaml" \
+      --data-dir "${datadir}_vertices" --exp-dir "$expdir/autoencoder_vertices"
+  ${train_cmd} "$expdir/diffusion_vertices/log/train.log" \
+    latentdiff train path-diffusion --config "$confdir/latent_diffusion.yaml" \
+      --data-dir "${datadir}_vertices" --exp-dir "$expdir/diffusion_vertices" \
+      --autoencoder "$expdir/autoencoder_vertices/final.pt" --set model.keep_vertices=true
+  for split in dev test; do
+    ${decode_cmd} "$expdir/log/evaluate_vertices_$split.log" \
+      latentdiff evaluate path-windows --model "uniform=$expdir/diffusion/final.pt" \
+        --model "vertices=$expdir/diffusion_vertices/final.pt" --data-dir "${datadir}_vertices" \
+        --split "$split" --results "${results%.md}_vertices_$split.md"
+  done
+  log "Reports: ${results%.md}_vertices_{dev,test}.md"
 fi

@@ -26,7 +26,8 @@ help_message="Usage: $0 [options]
 Stages: 3 autoencoder, 4 latent_se, 5 predictive baseline, 6 stft_diffusion baseline,
 7 score dev and test, 8 enhance \$datadir/test with each trained model, 9 peer benchmarks,
 10 adversarial fine-tuning (diffusion-GAN hybrid), scored on dev against its starting point,
-11 training studies: lightweight variants and stable-training switches x seeds, scored on dev,
+11 training studies: lightweight variants, stable-training switches, multi-stage and flat-TCN
+ablations x seeds, scored on dev,
 12 few-step distillation (1- and 2-step DDIM students of the stage-10 model), scored on dev"
 
 . parse_options.sh
@@ -120,9 +121,11 @@ study_variants=(
   "small model.cond_encoder.channels=48 model.cond_encoder.out_channels=48 model.backbone.channels=48"
   "tiny model.cond_encoder.channels=32 model.cond_encoder.out_channels=32 model.backbone.channels=32 model.backbone.depth=4"
   "plain trainer.ema_decay=0 model.diffusion.loss_weighting=uniform trainer.grad_clip=0 trainer.warmup_steps=0"
+  "two_stage model.stages=2"
+  "flat model.backbone.dilation_cycle=1"
 )
 
-if run_stage 11 "Training studies: lightweight variants and stable-training switches"; then
+if run_stage 11 "Training studies: lightweight variants, stable-training switches, multi-stage and flat-TCN ablations"; then
   log "${#study_variants[@]} variants x $study_seeds seeds in $expdir/study/<variant>/seed<k>"
   for entry in "${study_variants[@]}"; do
     read -r -a words <<< "$entry"

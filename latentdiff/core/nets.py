@@ -37,6 +37,15 @@ class BackboneConfig:
     blocks_per_level: int = 1
     embed_dim: int = 128
     gated: bool = True  # tanh * sigmoid gates; False uses GELU
+    dilation_cycle: int = 8  # tcn dilations 1, 2, ..., 2 ** (cycle - 1), repeated; 1 = flat
+
+    def __post_init__(self) -> None:
+        _check_dilation_cycle(self.dilation_cycle)
+
+
+def _check_dilation_cycle(cycle: int) -> None:
+    if cycle < 1:
+        raise ValueError(f"dilation_cycle must be >= 1, got {cycle}")
 
 
 class ConditioningEmbedding(nn.Module):
@@ -119,6 +128,10 @@ def _concat_cond(x: Tensor, cond: Tensor | None, cond_channels: int) -> Tensor:
 class CausalTCN(nn.Module):
     """Residual stack of dilated causal convolutions (dilations 1, 2, 4, ... cycling).
 
+    Block ``i`` has dilation ``2 ** (i % dilation_cycle)``: the receptive field grows
+    geometrically within a cycle (multi-scale in time); ``dilation_cycle=1`` gives a flat stack of
+    undilated convolutions with the same parameters and MACs and a linear receptive field.
+
     The whole ``lookahead`` sits in the input convolution (kernel ``max(kernel_size,
     lookahead + 1)``); every later layer is strictly causal, so output frame ``t`` depends exactly
     on input frames ``t - receptive_field + 1 .. t + lookahead``.
@@ -141,6 +154,7 @@ class CausalTCN(nn.Module):
         super().__init__()
         if lookahead < 0:
             raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        _check_dilation_cycle(dilation_cycle)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.cond_channels = cond_channels
@@ -308,6 +322,7 @@ def _build_tcn(
         lookahead=cfg.lookahead,
         embed_dim=cfg.embed_dim,
         gated=cfg.gated,
+        dilation_cycle=cfg.dilation_cycle,
     )
 
 

@@ -48,10 +48,14 @@ class StagedBackbone(nn.Module):
         self.register_buffer("c_noise_boundaries", c_noise, persistent=False)
         self.cond_channels = getattr(nets[0], "cond_channels", 0)
 
+    def stage_index(self, c_noise: Tensor) -> Tensor:
+        """Index of the stage (noise-level interval) of each row of ``c_noise`` (B,)."""
+        return torch.bucketize(c_noise.reshape(-1), self.c_noise_boundaries.to(c_noise.dtype))
+
     def forward(
         self, x: Tensor, c_noise: Tensor, cond: Tensor | None = None, film: Tensor | None = None
     ) -> Tensor:
-        stage = torch.bucketize(c_noise.reshape(-1), self.c_noise_boundaries.to(c_noise.dtype))
+        stage = self.stage_index(c_noise)
         out: Tensor | None = None
         for index, net in enumerate(self.nets):
             rows = (stage == index).nonzero().reshape(-1)

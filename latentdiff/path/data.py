@@ -44,6 +44,7 @@ class PathDataConfig:
     pairs_per_map: int = 2
     min_distance: float = 8.0
     corner_offset: float = 0.25  # target bends moved this far off obstacle corners (per axis)
+    keep_vertices: bool = False  # guides and targets keep every bend (resample_path)
     n_train_maps: int = 3000
     n_dev_maps: int = 100
     n_test_maps: int = 100
@@ -145,6 +146,7 @@ class PathSamples:
     optimum_length: np.ndarray  # (n,)
     kind: np.ndarray  # (n,) index into ``kinds``
     kinds: tuple[str, ...] = field(default_factory=tuple)
+    keep_vertices: bool = False  # how guide and target were resampled (PathDataConfig)
 
     def __len__(self) -> int:
         return len(self.start)
@@ -182,9 +184,11 @@ def _map_samples(args: tuple[PathDataConfig, int]) -> list[dict[str, np.ndarray 
                 "occupancy": crop,
                 "start": local_start,
                 "goal": local_goal,
-                "guide": resample_path(local_guide, cfg.n_waypoints),
+                "guide": resample_path(local_guide, cfg.n_waypoints, cfg.keep_vertices),
                 "target": resample_path(
-                    offset_corners(crop, optimum, cfg.corner_offset), cfg.n_waypoints
+                    offset_corners(crop, optimum, cfg.corner_offset),
+                    cfg.n_waypoints,
+                    cfg.keep_vertices,
                 ),
                 "guide_length": path_length(local_guide),
                 "taut_length": path_length(taut_path(crop, local_guide)),
@@ -229,6 +233,7 @@ def build_split(cfg: PathDataConfig, split: str, progress: bool = True) -> PathS
         optimum_length=stack("optimum_length", np.float32),
         kind=stack("kind", np.int16),
         kinds=tuple(cfg.kinds),
+        keep_vertices=cfg.keep_vertices,
     )
 
 
@@ -248,6 +253,7 @@ def save_split(samples: PathSamples, path: str | Path) -> None:
             optimum_length=samples.optimum_length,
             kind=samples.kind,
             kinds=np.array(samples.kinds),
+            keep_vertices=np.array(samples.keep_vertices),
         )
 
 
@@ -270,6 +276,7 @@ def load_split(data_dir: str | Path, split: str) -> PathSamples:
             optimum_length=data["optimum_length"],
             kind=data["kind"],
             kinds=tuple(str(k) for k in data["kinds"]),
+            keep_vertices=bool(data["keep_vertices"]) if "keep_vertices" in data else False,
         )
 
 

@@ -5,6 +5,7 @@ A path is an (N, 2) float array of (x, y) waypoints joined by straight segments.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ __all__ = [
     "smoothness",
     "summarize",
     "turning_angles",
+    "vertex_preserving_resample",
 ]
 
 
@@ -75,16 +77,25 @@ def length_ratio(path: np.ndarray | Sequence[Sequence[float]], optimum: float) -
     return 1.0 if length == 0.0 else math.inf
 
 
-def resample_path(path: np.ndarray | Sequence[Sequence[float]], n: int) -> np.ndarray:
-    """``n`` points equally spaced by arc length along the polyline, endpoints kept exactly.
+def resample_path(
+    path: np.ndarray | Sequence[Sequence[float]], n: int, keep_vertices: bool = False
+) -> np.ndarray:
+    """``n`` points along the polyline, endpoints kept exactly.
 
-    Exact piecewise-linear interpolation, meant for fixed-size learning targets: dropping the
-    original vertices can cut the corners the path bends around, so validate the original path,
-    not the resampled one.
+    By default they are equally spaced by arc length (exact piecewise-linear interpolation);
+    dropping the original vertices can cut the corners the path bends around. With
+    ``keep_vertices`` every bend is kept as a point and the other points split the segments as
+    evenly as possible (:func:`vertex_preserving_resample`), so the result traces the same
+    polyline and is exactly as collision-free; paths with more bends than ``n`` fall back to
+    equal spacing.
     """
     if n < 2:
         raise ValueError(f"need at least 2 points, got {n}")
     pts = _as_path(path)
+    if keep_vertices:
+        bends = _bends(pts)
+        if len(bends) <= n:
+            return vertex_preserving_resample(bends, n)
     cumulative = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
     total = cumulative[-1]
     if total == 0.0:
@@ -93,6 +104,36 @@ def resample_path(path: np.ndarray | Sequence[Sequence[float]], n: int) -> np.nd
     out = np.stack([np.interp(targets, cumulative, pts[:, k]) for k in range(2)], axis=1)
     out[0], out[-1] = pts[0], pts[-1]
     return out
+
+
+def _bends(pts: np.ndarray) -> np.ndarray:
+    """The polyline's endpoints and the vertices where it turns (repeats and straight-through
+    vertices dropped)."""
+    keep = [pts[0]]
+    for point, following in itertools.pairwise(pts[1:]):
+        if np.array_equal(point, keep[-1]):
+            continue
+        a, b = point - keep[-1], following - point
+        if a[0] * b[1] - a[1] * b[0] != 0.0 or a @ b < 0.0:
+            keep.append(point)
+    keep.append(pts[-1])
+    return np.asarray(keep)
+
+
+def vertex_preserving_resample(vertices: np.ndarray, n: int) -> np.ndarray:
+    """``n`` points: all ``vertices`` (at most ``n``) plus points that split each segment into
+    equal parts, the extra points going one by one to the segment with the longest parts."""
+    lengths = np.hypot(*np.diff(vertices, axis=0).T)
+    if len(vertices) < 2 or lengths.sum() == 0.0:
+        return np.repeat(vertices[:1], n, axis=0)
+    parts = np.ones(len(lengths), dtype=int)
+    for _ in range(n - len(vertices)):
+        parts[np.argmax(lengths / parts)] += 1
+    pieces = [
+        a + (b - a) * (np.arange(k)[:, None] / k)
+        for a, b, k in zip(vertices[:-1], vertices[1:], parts, strict=True)
+    ]
+    return np.concatenate([*pieces, vertices[-1:]])
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ class PathModelConfig:
     ``reference`` is "route" (residuals from the guide route, which also conditions the model)
     or "straight" (from the straight start -> goal line; the guide's interior is ignored);
     ``residual_scale`` is the normalised offset of one residual unit (see :func:`to_residual`).
+    ``keep_vertices`` must match the training data's (guides are resampled the same way).
     """
 
     window: int = 64
@@ -136,6 +137,7 @@ class PathModelConfig:
     latent: bool = True
     reference: str = "route"
     residual_scale: float = RESIDUAL_SCALE
+    keep_vertices: bool = False
     map_encoder: MapEncoderConfig = field(default_factory=MapEncoderConfig)
     diffusion: LatentDiffusionConfig = field(default_factory=LatentDiffusionConfig)
 

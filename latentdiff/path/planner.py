@@ -320,7 +320,7 @@ class Planner:
 
     def _pieces(self, problem: int, occ: np.ndarray, guide: np.ndarray) -> list[_Piece]:
         window = self.model.cfg.window
-        n = self.model.cfg.n_waypoints
+        n, keep_vertices = self.model.cfg.n_waypoints, self.model.cfg.keep_vertices
         out = []
         for index, points in enumerate(split_route(guide, occ.shape, window, self.config.margin)):
             origin = window_origin(points.min(0), points.max(0), occ.shape, window)
@@ -336,7 +336,9 @@ class Planner:
                     crop=crop,
                     maps=window_features(crop),
                     endpoints=normalise(ends, window).astype(np.float32),
-                    guide=normalise(resample_path(local, n), window).T.astype(np.float32),
+                    guide=normalise(resample_path(local, n, keep_vertices), window).T.astype(
+                        np.float32
+                    ),
                 )
             )
         return out

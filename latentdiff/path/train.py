@@ -194,8 +194,14 @@ def train_path_diffusion(
         raise ValueError(f"{autoencoder} is not an autoencoder checkpoint")
     if ae is not None and autoencoder is not None:
         check_autoencoder_residuals(exp.model, autoencoder)
+    samples = load_split(data_dir, "train")
+    if samples.keep_vertices != exp.model.keep_vertices:
+        raise ValueError(
+            f"model.keep_vertices={exp.model.keep_vertices} but {data_dir} was prepared with "
+            f"keep_vertices={samples.keep_vertices}: set them alike"
+        )
     model = PathDiffusion(exp.model, ae)
-    dataset = PathDataset(load_split(data_dir, "train"))
+    dataset = PathDataset(samples)
 
     def loss_fn(
         net: nn.Module, batch: dict[str, Tensor], seeds: Tensor

@@ -21,6 +21,10 @@ Three kinds share the STFT front end, the conditioning encoder and the backbone 
   autoencoder; one "latent" frame per STFT frame).
 - ``predictive``: no diffusion; the conditioning encoder and a TCN regress the target features.
 
+``stages`` > 1 gives the diffusion of ``latent_se`` / ``stft_diffusion`` one denoiser TCN per
+noise-level interval (:mod:`latentdiff.core.stages`): a call costs one TCN, the parameters grow
+``stages`` times, and it still streams, as every sampler evaluation runs at a fixed noise level.
+
 Initial sampling noise is drawn per frame from ``mix_seed(seed, frame_index)``, so any split of a
 signal into frame-aligned chunks draws the same noise. Deterministic samplers (ddim, dpmpp_2m,
 heun) keep this property; ddpm's fresh per-step noise is drawn per utterance instead.
@@ -51,9 +55,16 @@ from latentdiff.core.config import from_dict, to_dict
 from latentdiff.core.diffusion import Denoiser, DiffusionConfig, get_sigmas
 from latentdiff.core.layers import CausalConv1d, ChannelLayerNorm
 from latentdiff.core.models import load_model, register_model
-from latentdiff.core.nets import BackboneConfig, build_backbone, count_macs, count_parameters
+from latentdiff.core.nets import (
+    BackboneConfig,
+    CausalTCN,
+    build_backbone,
+    count_macs,
+    count_parameters,
+)
 from latentdiff.core.random import mix_seed, randn_seeded
 from latentdiff.core.samplers import SAMPLERS
+from latentdiff.core.stages import StagedBackbone, stage_boundaries
 from latentdiff.se.stft import Stft, StftConfig
 
 MODEL_KINDS = ("latent_se", "predictive", "stft_diffusion")
@@ -89,6 +100,7 @@ class SEModelConfig:
     head: str = "mask"  # predictive estimate: "mask" on the noisy features, or "mapping"
     hybrid: bool = True  # predictive head + correction diffusion (latent_se, stft_diffusion)
     predictive_weight: float = 1.0  # weight of the predictive loss next to the diffusion loss
+    stages: int = 1  # denoiser TCNs, one per noise-level interval (diffusion kinds)
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -99,6 +111,8 @@ class SEModelConfig:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.backbone.name != "tcn":
             raise ValueError("speech-enhancement models need the causal 'tcn' backbone")
+        if self.stages < 1 or (self.kind == "predictive" and self.stages != 1):
+            raise ValueError(f"stages must be >= 1 (1 for a predictive model), got {self.stages}")
 
 
 def target_channels(stft: Stft, target: str) -> int:
@@ -215,6 +229,55 @@ def frame_noise(seeds: Sequence[int], first_frame: int, frames: int, channels: i
         frame_seeds = [mix_seed(seed, first_frame + i) for i in range(frames)]
         rows.append(randn_seeded(frame_seeds, (channels,)).T)
     return torch.stack(rows)
+
+
+class StagedTCN(StagedBackbone):
+    """Causal TCNs, one per noise-level interval, with the streaming interface of one TCN.
+
+    A stream at one noise level runs one stage's TCN, so its state is that of a single TCN; every
+    sampler evaluation of the streaming enhancer keeps its own state at its own fixed sigma.
+    """
+
+    def __init__(self, nets: list[CausalTCN], boundaries: list[float]) -> None:
+        super().__init__(list(nets), boundaries)
+        self.lookahead = nets[0].lookahead
+
+    def tcn_for(self, c_noise: Tensor) -> CausalTCN:
+        """The TCN of noise level ``c_noise`` (B,); ValueError if the batch spans stages."""
+        stage = self.stage_index(c_noise)
+        if bool((stage != stage[0]).any()):
+            raise ValueError("a staged TCN streams one noise-level interval at a time")
+        net = self.nets[int(stage[0])]
+        assert isinstance(net, CausalTCN)
+        return net
+
+    def init_state(self, batch: int) -> list[Tensor]:
+        """Zero streaming state of one stage (all stages have the same shapes)."""
+        net = self.nets[0]
+        assert isinstance(net, CausalTCN)
+        return net.init_state(batch)
+
+    def forward_stream(
+        self,
+        x_chunk: Tensor,
+        c_noise: Tensor,
+        state: list[Tensor],
+        cond_chunk: Tensor | None = None,
+        film: Tensor | None = None,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """``CausalTCN.forward_stream`` of the stage of ``c_noise``."""
+        return self.tcn_for(c_noise).forward_stream(x_chunk, c_noise, state, cond_chunk, film)
+
+
+def _denoiser_net(cfg: SEModelConfig, channels: int, cond_channels: int) -> nn.Module:
+    """The denoiser's TCN over ``channels``, or a :class:`StagedTCN` of ``cfg.stages`` of them."""
+    nets = [
+        build_backbone(cfg.backbone, channels, channels, cond_channels=cond_channels)
+        for _ in range(cfg.stages)
+    ]
+    if cfg.stages == 1:
+        return nets[0]
+    return StagedTCN(nets, stage_boundaries(cfg.diffusion, cfg.stages))  # type: ignore[arg-type]
 
 
 class SEModel(nn.Module, ABC):
@@ -425,12 +488,7 @@ class LatentSE(SEModel):
         cond_ch = self.cond_encoder.out_channels
         head_out = self.head_channels if cfg.head == "mask" else self.channels  # mapping: latent
         self.head = build_backbone(cfg.backbone, cond_ch, head_out) if cfg.hybrid else None
-        net = build_backbone(
-            cfg.backbone,
-            self.channels,
-            self.channels,
-            cond_channels=cond_ch + (self.channels if cfg.hybrid else 0),
-        )
+        net = _denoiser_net(cfg, self.channels, cond_ch + (self.channels if cfg.hybrid else 0))
         self.denoiser = Denoiser(net, cfg.diffusion)
 
     def train(self, mode: bool = True) -> LatentSE:
@@ -448,6 +506,11 @@ class LatentSE(SEModel):
         if steps == 0:
             return 0
         return 2 * steps - 1 if self.cfg.diffusion.sampler == "heun" else steps
+
+    def _denoiser_tcn(self) -> nn.Module:
+        """One denoiser TCN (every stage's has the same shape)."""
+        net = self.denoiser.net
+        return net.nets[0] if isinstance(net, StagedBackbone) else net
 
     def _sigma_range(self) -> tuple[float, float]:
         return self.cfg.diffusion.sigma_min, self.cfg.diffusion.sigma_max
@@ -556,7 +619,7 @@ class LatentSE(SEModel):
 
     def _history_frames(self, steps: int | None) -> int:
         rate = self.downsample
-        latent_rate = _history(self.denoiser.net, rate) * self.nfe(steps)
+        latent_rate = _history(self._denoiser_tcn(), rate) * self.nfe(steps)
         if self.head is not None:
             latent_rate += _history(self.head, rate)
         if self.autoencoder is not None:

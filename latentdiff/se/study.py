@@ -8,13 +8,18 @@ dir by
   (:func:`latentdiff.se.enhancer.evaluate_datadir`);
 - ``heldout_x0_mse``: the diffusion's normalised x0 error on the same utterances' segments at
   fixed noise levels and noise (unweighted, so it compares across loss weightings);
-- its cost (MACs per second of audio, parameters) and training (final loss, seconds, rollbacks).
+- its cost (MACs per second of audio, parameters) and training (final loss, seconds, rollbacks);
+- ``s_to_target_loss``: training seconds until its running loss reaches
+  :data:`TARGET_FACTOR` times the reference variant's final loss (core
+  :func:`latentdiff.core.study.time_to_loss`, as in the path study), and ``steps_to_target_loss``,
+  the same in training steps (independent of the machine's load).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -23,14 +28,23 @@ import torch
 from matplotlib.ticker import NullFormatter
 from tqdm import tqdm
 
-from latentdiff.core.study import StudyRun, find_runs, plot_curves, plot_spread, summarise
+from latentdiff.core.study import (
+    StudyRun,
+    find_runs,
+    plot_curves,
+    plot_spread,
+    summarise,
+    time_to_loss,
+)
 from latentdiff.core.study import heldout_x0_error as core_heldout_x0_error
 from latentdiff.reporting import markdown_table, save_figure
 from latentdiff.se.enhancer import Enhancer, evaluate_datadir
 from latentdiff.se.features import SegmentConfig, SegmentDataset
 from latentdiff.se.model import SEModel
 
-VARIANT_ORDER = ("base", "small", "tiny", "plain")
+VARIANT_ORDER = ("base", "small", "tiny", "plain", "two_stage", "flat")
+REFERENCE_VARIANT = VARIANT_ORDER[0]
+TARGET_FACTOR = 1.05  # target training loss: this times the reference variant's final loss
 HELDOUT_SEGMENT_SECONDS = 1.0
 HELDOUT_BATCH = 16
 QUALITY = ("pesq", "estoi", "si_sdr")
@@ -74,6 +88,25 @@ def run_metrics(
     return metrics, scores["noisy"]
 
 
+def add_time_to_target(runs: Sequence[StudyRun], metrics: Sequence[dict[str, float]]) -> float:
+    """Add ``s_to_target_loss`` and ``steps_to_target_loss`` (NaN where never reached) and
+    ``reached_target`` (0 or 1) to each run's metrics; return the target:
+    :data:`TARGET_FACTOR` times the reference variant's mean ``final_train_loss`` (NaN without
+    reference runs, and then no run reaches it)."""
+    reference = [
+        m["final_train_loss"]
+        for r, m in zip(runs, metrics, strict=True)
+        if r.variant == REFERENCE_VARIANT
+    ]
+    target = TARGET_FACTOR * float(np.mean(reference)) if reference else math.nan
+    for run, metric in zip(runs, metrics, strict=True):
+        metric["s_to_target_loss"] = time_to_loss(run, target)
+        by_step = replace(run, log={**run.log, "time": run.steps})
+        metric["steps_to_target_loss"] = time_to_loss(by_step, target)
+        metric["reached_target"] = float(not math.isnan(metric["s_to_target_loss"]))
+    return target
+
+
 def plot_pareto(rows: Sequence[dict[str, object]], path: Path) -> None:
     """PESQ-WB against MMACs per second of audio (log x): per variant, the mean over seeds with
     the standard deviation as error bar."""
@@ -98,9 +131,19 @@ def plot_pareto(rows: Sequence[dict[str, object]], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _mean_std(row: dict[str, object], key: str) -> str:
+def _mean_std(row: dict[str, object], key: str, digits: int = 3) -> str:
     mean, std = float(row[f"{key}_mean"]), float(row[f"{key}_std"])  # type: ignore[arg-type]
-    return f"{mean:.3f} ± {std:.3f}" if not math.isnan(std) else f"{mean:.3f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{mean:.{digits}f}"
+
+
+def _to_target(row: dict[str, object], key: str) -> str:
+    """Mean ± std of ``key`` (time to the target loss) where every seed reaches the target, else
+    how many seeds do."""
+    seeds = int(row["seeds"])  # type: ignore[call-overload]
+    reached = round(float(row["reached_target_mean"]) * seeds)  # type: ignore[arg-type]
+    if reached == seeds:
+        return _mean_std(row, key, digits=0)
+    return f"{reached}/{seeds} seeds"
 
 
 def _table_row(row: dict[str, object]) -> dict[str, object]:
@@ -115,6 +158,8 @@ def _table_row(row: dict[str, object]) -> dict[str, object]:
         "MMACs/s": row["mmacs_per_s_mean"],
         "params": int(row["params_mean"]),  # type: ignore[call-overload]
         "train s": row["train_s_mean"],
+        "s to target loss": _to_target(row, "s_to_target_loss"),
+        "steps to target loss": _to_target(row, "steps_to_target_loss"),
         "final loss": row["final_train_loss_mean"],
         "rollbacks": row["rollbacks_mean"],
     }
@@ -136,6 +181,7 @@ def write_study_report(
     for run in tqdm(runs, desc="runs", disable=not progress):
         run_metric, noisy = run_metrics(run, data_dir, max_utterances)
         metrics.append(run_metric)
+    target = add_time_to_target(runs, metrics)
     summary = summarise(runs, metrics, order=VARIANT_ORDER)
     plots = results.parent / "plots"
     stem = results.stem.lower()
@@ -155,7 +201,15 @@ def write_study_report(
         "error`: the diffusion's normalised x0 error on the utterances' 1 s segments at fixed "
         "noise levels and noise (unweighted, so comparable across loss weightings). `final "
         "loss`: mean of the last 3 logged training losses; its scale depends on the loss "
-        "weighting (the curves show the unweighted x0 error where every run logs it). MMACs/s "
+        "weighting (the curves show the unweighted x0 error where every run logs it). `s to "
+        "target loss`: training seconds until the running mean of 3 logged training losses "
+        f"first reaches {TARGET_FACTOR} x the {REFERENCE_VARIANT} variant's mean final loss "
+        f"({target:.4f}): how long a variant trains until it fits the training data about as "
+        f"well as {REFERENCE_VARIANT} does at its end (wall clock, so it includes any extra cost "
+        "per step, and the load of the machine; resolution: one logging interval); `steps to "
+        "target loss`: the same in training steps; `k/n seeds` where only k of n seeds reach "
+        f"it. Both compare only variants with the {REFERENCE_VARIANT} loss weighting, as the "
+        "weighting sets the loss scale. MMACs/s "
         "and params count the whole enhancer (autoencoder included).\n\n"
         f"{markdown_table(table, list(table[0]))}\n\n"
         f"![PESQ-WB against MACs](plots/{stem}_pareto.png)\n\n"

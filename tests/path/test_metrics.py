@@ -115,3 +115,27 @@ def test_summarize() -> None:
     assert summary["time_p90_s"] == pytest.approx(np.percentile([0.1, 0.2, 0.3, 0.4], 90))
     empty = summarize([PlanOutcome(success=False, time_s=1.0)])
     assert empty["success_rate"] == 0.0 and math.isnan(empty["length_ratio_mean"])
+
+
+def test_resample_keeping_vertices_traces_the_same_polyline() -> None:
+    path = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [4.0, 3.0], [1.0, 7.0]])
+    out = resample_path(path, 12, keep_vertices=True)
+    assert out.shape == (12, 2)
+    # Every bend is a point (the straight-through vertex (2, 0) need not be) ...
+    for bend in path[[0, 2, 3, 4]]:
+        assert np.any(np.all(out == bend, axis=1))
+    # ... and the points walk the polyline in order, so the length is unchanged.
+    assert path_length(out) == pytest.approx(path_length(path))
+    # The 8 extra points split the legs (4, 3, 5) as evenly as possible: 4 + 3 + 4 parts.
+    steps = np.hypot(*np.diff(out, axis=0).T)
+    np.testing.assert_allclose(np.sort(steps), [1.0] * 7 + [1.25] * 4)
+
+
+def test_resample_keeping_vertices_falls_back_when_bends_outnumber_points() -> None:
+    zigzag = np.array([[float(i), float(i % 2)] for i in range(10)])
+    np.testing.assert_array_equal(
+        resample_path(zigzag, 5, keep_vertices=True), resample_path(zigzag, 5)
+    )
+    np.testing.assert_array_equal(
+        resample_path([[3.0, 4.0], [3.0, 4.0]], 3, keep_vertices=True), np.tile([3.0, 4.0], (3, 1))
+    )

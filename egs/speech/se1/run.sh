@@ -7,8 +7,8 @@
 # Stages: 1 sources (Debian packages, TTS voices), 2 mixed corpus -> data/{train,dev,test},
 # 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
 # 7 score dev/test, 8 enhance the test set, 9 benchmarks (peers, reduced precision),
-# 10 adversarial fine-tuning, 11 training studies (lightweight variants and stable-training
-# switches x seeds: RESULTS_studies.md), e.g.
+# 10 adversarial fine-tuning, 11 training studies (lightweight variants, stable-training
+# switches, multi-stage and flat-TCN ablations x seeds: RESULTS_studies.md), e.g.
 #   ./run.sh --stage 11 --stop-stage 11 --study-seeds 3 --study-jobs 2 --max-utts 50
 # 12 few-step distillation of the stage-10 model (1- and 2-step DDIM students).
 set -euo pipefail
@@ -30,7 +30,8 @@ help_message="Usage: ./run.sh [options]
 Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus, 3 autoencoder, 4 LatentSE,
 5 predictive baseline, 6 STFT-diffusion baseline, 7 score dev/test, 8 enhance test,
 9 peer benchmarks (RESULTS.md, RESULTS_stream.md, RESULTS_quant.md), 10 adversarial fine-tuning,
-11 training studies: lightweight variants and stable-training switches (RESULTS_studies.md),
+11 training studies: lightweight variants, stable-training switches, multi-stage and flat-TCN
+ablations (RESULTS_studies.md),
 12 few-step distillation"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
