@@ -12,6 +12,7 @@ train_cmd=run.pl
 decode_cmd=run.pl
 study_jobs=1          # study runs trained at once (stage 7)
 study_seeds=3         # seeds per study variant
+study_only=""         # space-separated study variants to train (empty: all)
 help_message="Usage: $0 [options]
 Stages: 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space baseline,
 5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds),
@@ -88,6 +89,7 @@ if run_stage 7 "Training studies: ${#study_variants[@]} variants x $study_seeds 
   for entry in "${study_variants[@]}"; do
     read -r -a words <<< "$entry"
     name=${words[0]}
+    [[ -z $study_only || " $study_only " == *" $name "* ]] || continue
     sets=(--set "trainer.seed=JOB")
     for override in "${words[@]:1}"; do sets+=(--set "$override"); done
     ${train_cmd} --max-jobs-run "$study_jobs" "JOB=1:$study_seeds" \

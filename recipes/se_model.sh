@@ -20,6 +20,7 @@ adversarial_from=   # stage 10: enhancer to fine-tune (default: $expdir/latent_s
 study_seeds=3       # stage 11: seeds per study variant
 study_steps=""      # stage 11: training steps of each study run (empty: the config's)
 study_jobs=1        # stage 11: study runs trained at once
+study_only=""       # stage 11: space-separated variants to train (empty: all)
 train_cmd=run.pl
 decode_cmd=run.pl
 help_message="Usage: $0 [options]
@@ -130,6 +131,7 @@ if run_stage 11 "Training studies: lightweight variants, stable-training switche
   for entry in "${study_variants[@]}"; do
     read -r -a words <<< "$entry"
     name=${words[0]}
+    [[ -z $study_only || " $study_only " == *" $name "* ]] || continue
     sets=(--set "trainer.seed=JOB")
     [[ -z $study_steps ]] || sets+=(--set "trainer.steps=$study_steps")
     for override in "${words[@]:1}"; do sets+=(--set "$override"); done

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from latentdiff.reporting import save_figure
+from latentdiff.reporting import markdown_table, save_figure
 
 _SEED_DIR = re.compile(r"seed(\d+)$")
 HELDOUT_REPEATS = 4  # noise draws per held-out item
@@ -128,6 +128,66 @@ def summarise(
             row[f"{key}_range"] = float(values.max() - values.min())
         rows.append(row)
     return rows
+
+
+def spread_comparison(
+    runs: Sequence[StudyRun],
+    metrics: Sequence[Mapping[str, float]],
+    stabilised: str,
+    plain: str,
+    keys: Sequence[str],
+) -> list[dict[str, object]]:
+    """Seed spread of each metric in ``keys``: standard deviation over the seeds of the
+    ``stabilised`` and the ``plain`` variant, their ratio (plain / stabilised), and the two-sided
+    F-test p-value of equal variances. Empty when either variant has fewer than two seeds."""
+    from scipy.stats import f as f_distribution
+
+    def values(variant: str, key: str) -> np.ndarray:
+        chosen = [m[key] for r, m in zip(runs, metrics, strict=True) if r.variant == variant]
+        return np.array(chosen, dtype=float)
+
+    rows: list[dict[str, object]] = []
+    for key in keys:
+        a, b = values(stabilised, key), values(plain, key)
+        if len(a) < 2 or len(b) < 2:
+            return []
+        std_a, std_b = float(a.std(ddof=1)), float(b.std(ddof=1))
+        if std_a > 0.0 and std_b > 0.0:
+            tail = float(f_distribution.sf((std_b / std_a) ** 2, len(b) - 1, len(a) - 1))
+            p_value = min(1.0, 2.0 * min(tail, 1.0 - tail))
+        else:  # a constant metric: equal spreads if both are constant, else no test
+            p_value = 1.0 if std_a == std_b else math.nan
+        rows.append(
+            {
+                "metric": key,
+                f"std_{stabilised}": std_a,
+                f"std_{plain}": std_b,
+                "std_ratio": std_b / std_a if std_a > 0.0 else (1.0 if std_b == 0.0 else math.inf),
+                "seeds": f"{len(a)} / {len(b)}",
+                "f_test_p": p_value,
+            }
+        )
+    return rows
+
+
+def spread_section(
+    runs: Sequence[StudyRun],
+    metrics: Sequence[Mapping[str, float]],
+    stabilised: str,
+    plain: str,
+    keys: Sequence[str],
+) -> str:
+    """Markdown section with the :func:`spread_comparison` table (empty without the seeds)."""
+    rows = spread_comparison(runs, metrics, stabilised, plain, keys)
+    if not rows:
+        return ""
+    return (
+        f"## Seed spread: {stabilised} against {plain}\n\n"
+        f"Standard deviation over seeds (ddof 1) of each final metric; `std_ratio` = {plain} / "
+        f"{stabilised} (> 1: {stabilised} spreads less); `f_test_p`: two-sided F-test of equal "
+        "variances (normal metrics assumed).\n\n"
+        f"{markdown_table(rows, list(rows[0]))}\n\n"
+    )
 
 
 def plot_curves(runs: Sequence[StudyRun], path: Path, title: str, column: str = "loss") -> None:

@@ -23,6 +23,7 @@ from latentdiff.core.study import (
     find_runs,
     plot_curves,
     plot_spread,
+    spread_section,
     summarise,
     time_to_loss,
 )
@@ -36,6 +37,7 @@ from latentdiff.path.window_eval import run_windows
 from latentdiff.reporting import markdown_table, save_figure
 
 TARGET_FACTOR = 1.05  # target training loss: this times the default variant's final loss
+SPREAD_KEYS = ("heldout_x0_mse", "valid_raw_ran", "len_mean")  # metrics compared by seed spread
 
 
 def heldout_x0_error(model: PathDiffusion, samples: PathSamples, batch: int = 256) -> float:
@@ -137,6 +139,7 @@ def write_study_report(
         f"({target:.4f}); comparable only between variants with the default loss weighting, as "
         "the weighting sets the loss scale. std is over seeds (ddof 1); range = max - min.\n\n"
         f"## Summary by variant\n\n{markdown_table(summary, summary_keys)}\n\n"
+        f"{spread_section(runs, metrics, 'default', 'plain', SPREAD_KEYS)}"
         f"![training curves](plots/{stem}_curves.png)\n\n"
         f"![held-out x0 error per seed](plots/{stem}_heldout_x0_mse.png)\n\n"
         f"![quality and time against MACs](plots/{stem}_pareto.png)\n\n"

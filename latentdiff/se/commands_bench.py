@@ -1,4 +1,5 @@
-"""``latentdiff bench se`` and ``bench stream``: our enhancers against peer enhancers."""
+"""``latentdiff bench se``, ``bench stream`` and ``bench stream-ops``: our enhancers against peer
+enhancers, and where a streaming block's time goes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shlex
 from pathlib import Path
 
 from latentdiff.commands import CommandTable, named_path
+from latentdiff.core.quantize import ONNX_PRECISIONS
 from latentdiff.se import STREAM_BACKENDS
 from latentdiff.se.peers import PEER_PACKAGES, missing_package
 
@@ -82,8 +84,48 @@ def _bench_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_stream_ops(args: argparse.Namespace) -> int:
+    import torch
+
+    from latentdiff.se.enhancer import Enhancer
+    from latentdiff.se.stream_profile import (
+        profile_block_graph,
+        profile_table,
+        summary_table,
+        write_profile_report,
+    )
+
+    torch.set_num_threads(1)
+    model = Enhancer.from_pretrained(args.model).model
+    profiles = [
+        profile_block_graph(model, precision, args.blocks, args.steps)
+        for precision in args.precisions
+    ]
+    print(summary_table(profiles))
+    print(profile_table(profiles))
+    if args.results is not None:
+        words = ["latentdiff", "bench", "stream-ops", "--precisions", *args.precisions]
+        words += ["--blocks", str(args.blocks), "--results", str(args.results)]
+        if args.steps is not None:
+            words += ["--steps", str(args.steps)]
+        if args.model is not None:
+            words += ["--model", str(args.model)]
+        print(f"wrote {write_profile_report(profiles, args.results, shlex.join(words))}")
+    return 0
+
+
 def add_commands(table: CommandTable) -> None:
-    """``bench se`` and ``bench stream``."""
+    """``bench se``, ``bench stream`` and ``bench stream-ops``."""
+    ops = table.task(
+        "bench", "stream-ops", "streaming block graph: onnxruntime time by operator type"
+    )
+    ops.add_argument("--precisions", nargs="+", choices=ONNX_PRECISIONS, default=["fp32", "int8"])
+    ops.add_argument("--blocks", type=int, default=300, help="10 ms blocks to run (default 300)")
+    ops.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    ops.add_argument("--model", type=Path, help="checkpoint or exp dir (default: bundled)")
+    ops.add_argument("--results", type=Path, help="markdown report to write")
+    ops.set_defaults(run=_bench_stream_ops)
+
     stream = table.task("bench", "stream", "streaming enhancement: per-block time against peers")
     stream.add_argument("--seconds", type=float, default=20.0, help="signal length (default 20)")
     stream.add_argument("--input", type=Path, help="audio file to stream (default: seeded noise)")

@@ -33,6 +33,7 @@ from latentdiff.core.study import (
     find_runs,
     plot_curves,
     plot_spread,
+    spread_section,
     summarise,
     time_to_loss,
 )
@@ -212,6 +213,7 @@ def write_study_report(
         "weighting sets the loss scale. MMACs/s "
         "and params count the whole enhancer (autoencoder included).\n\n"
         f"{markdown_table(table, list(table[0]))}\n\n"
+        f"{spread_section(runs, metrics, REFERENCE_VARIANT, 'plain', (*QUALITY, 'heldout_x0_mse'))}"
         f"![PESQ-WB against MACs](plots/{stem}_pareto.png)\n\n"
         f"![PESQ-WB per seed](plots/{stem}_pesq.png)\n\n"
         f"![training curves](plots/{stem}_curves.png)\n"

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentdiff.core.study import find_runs, plot_curves, plot_spread, summarise, time_to_loss
+from latentdiff.core.study import (
+    find_runs,
+    plot_curves,
+    plot_spread,
+    spread_comparison,
+    spread_section,
+    summarise,
+    time_to_loss,
+)
 
 
 def fake_run(
@@ -70,3 +78,27 @@ def test_time_to_a_target_loss_uses_the_running_mean(tmp_path: Path) -> None:
     assert time_to_loss(run, 0.5, window=1) == pytest.approx(2.5)
     assert time_to_loss(run, 0.4, window=2) == pytest.approx(3.5)  # means 0.75, 0.4, 0.25
     assert math.isnan(time_to_loss(run, 0.1, window=1))
+
+
+def test_seed_spread_comparison_tests_the_variance_ratio(tmp_path: Path) -> None:
+    stabilised = [0.50, 0.51, 0.49, 0.50, 0.51, 0.49]
+    plain = [0.40, 0.60, 0.45, 0.55, 0.35, 0.65]
+    for seed, (a, b) in enumerate(zip(stabilised, plain, strict=True), start=1):
+        fake_run(tmp_path, "default", seed, [1.0, a])
+        fake_run(tmp_path, "plain", seed, [1.0, b])
+    runs = find_runs(tmp_path)
+    metrics = [{"loss": float(run.loss[-1]), "constant": 1.0} for run in runs]
+    loss, constant = spread_comparison(runs, metrics, "default", "plain", ["loss", "constant"])
+    ratio = np.std(plain, ddof=1) / np.std(stabilised, ddof=1)
+    assert loss["std_ratio"] == pytest.approx(ratio) and loss["seeds"] == "6 / 6"
+    assert loss["f_test_p"] < 1e-3  # ratio 12: the stabilised variant clearly spreads less
+    assert constant["std_ratio"] == 1.0 and constant["f_test_p"] == 1.0
+    # Swapping the roles gives the inverse ratio and the same two-sided p-value.
+    (swapped,) = spread_comparison(runs, metrics, "plain", "default", ["loss"])
+    assert swapped["std_ratio"] == pytest.approx(1 / ratio)
+    assert swapped["f_test_p"] == pytest.approx(loss["f_test_p"])
+    assert "## Seed spread: default against plain" in spread_section(
+        runs, metrics, "default", "plain", ["loss"]
+    )
+    # One seed of a variant: no spread to compare.
+    assert spread_comparison(runs[:7], metrics[:7], "default", "plain", ["loss"]) == []

@@ -25,6 +25,7 @@ adversarial_from=               # stage 10: enhancer to fine-tune (default: exp/
 study_seeds=3                   # stage 11: seeds per study variant
 study_steps=                    # stage 11: training steps per study run (empty: the config's)
 study_jobs=1                    # stage 11: study runs trained at once
+study_only=                     # stage 11: variants to train, space-separated (empty: all)
 # shellcheck disable=SC2034  # read by parse_options.sh
 help_message="Usage: ./run.sh [options]
 Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus, 3 autoencoder, 4 LatentSE,
@@ -56,5 +57,5 @@ if (( stop_stage >= 3 )); then
     --stage "$(( stage > 3 ? stage : 3 ))" --stop-stage "$stop_stage" --datadir "$datadir" \
     --expdir "$expdir" --confdir conf --train-cmd "$train_cmd" --decode-cmd "$decode_cmd" \
     --max-utts "$max_utts" --adversarial-from "$adversarial_from" --study-seeds "$study_seeds" \
-    --study-steps "$study_steps" --study-jobs "$study_jobs"
+    --study-steps "$study_steps" --study-jobs "$study_jobs" --study-only "$study_only"
 fi

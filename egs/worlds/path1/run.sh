@@ -10,6 +10,8 @@ stop_stage=100     # last stage to run
 datadir=data       # prepared data
 expdir=exp         # models, logs ($expdir/*/log)
 study_jobs=1       # study runs trained at once (stage 7)
+study_seeds=3      # seeds per study variant (stage 7)
+study_only=""      # study variants to train, space-separated (stage 7; empty: all)
 help_message="Usage: ./run.sh [options]
 Stages: 0 install, 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space
 baseline, 5 evaluate -> RESULTS.md + RESULTS_windows.md, 6 multi-scale ablation ->
@@ -28,4 +30,4 @@ fi
 "$LATENTDIFF_ROOT/recipes/path.sh" \
   --stage "$stage" --stop-stage "$stop_stage" --datadir "$datadir" --expdir "$expdir" \
   --train-cmd "$train_cmd" --decode-cmd "$decode_cmd" --confdir conf --results RESULTS.md \
-  --study-jobs "$study_jobs"
+  --study-jobs "$study_jobs" --study-seeds "$study_seeds" --study-only "$study_only"
