@@ -85,7 +85,7 @@ study_variants=(
   "two_stage model.diffusion.stages=2"
 )
 
-if run_stage 7 "Training studies: ${#study_variants[@]} variants x $study_seeds seeds"; then
+if run_stage 7 "Training studies: ${study_only:-${#study_variants[@]}} variants x $study_seeds seeds"; then
   for entry in "${study_variants[@]}"; do
     read -r -a words <<< "$entry"
     name=${words[0]}
