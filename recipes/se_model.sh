@@ -127,7 +127,7 @@ study_variants=(
 )
 
 if run_stage 11 "Training studies: lightweight variants, stable-training switches, multi-stage and flat-TCN ablations"; then
-  log "${#study_variants[@]} variants x $study_seeds seeds in $expdir/study/<variant>/seed<k>"
+  log "${study_only:-${#study_variants[@]}} variants x $study_seeds seeds in $expdir/study/<variant>/seed<k>"
   for entry in "${study_variants[@]}"; do
     read -r -a words <<< "$entry"
     name=${words[0]}
