@@ -25,6 +25,16 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return "\n".join(lines)
 
 
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+    return path
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> None:
     """Write ``fig`` as PNG to ``path`` through a temporary file and close it."""
     path = Path(path)

@@ -32,7 +32,7 @@ from latentdiff.path.metrics import (
 )
 from latentdiff.path.peers import Peer
 from latentdiff.path.plotting import Example, plot_examples, plot_method_summary
-from latentdiff.reporting import markdown_table
+from latentdiff.reporting import markdown_table, write_text_atomically
 
 __all__ = [
     "REFERENCE_METHOD",
@@ -355,8 +355,5 @@ def write_report(
             markdown_table(per_set, SPEED_COLUMNS),
         ]
     )
-    results.parent.mkdir(parents=True, exist_ok=True)
-    temporary = results.with_name(f".{results.name}.tmp")
-    temporary.write_text(text + "\n")
-    temporary.replace(results)
+    write_text_atomically(results, text + "\n")
     return rows

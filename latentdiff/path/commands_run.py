@@ -52,13 +52,6 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def _candidate_paths(result: PlanOutput) -> list[np.ndarray]:
     """Candidate paths the planner exposes as ``result.candidates`` ((K, N, 2)), if any."""
     candidates = getattr(result, "candidates", None)
@@ -71,6 +64,7 @@ def _plan(args: argparse.Namespace) -> int:
     from latentdiff.path.bench import verified_path
     from latentdiff.path.maps import load_map, validate_endpoints
     from latentdiff.path.metrics import path_length
+    from latentdiff.reporting import write_text_atomically
 
     try:
         occ = load_map(args.map)
@@ -101,7 +95,7 @@ def _plan(args: argparse.Namespace) -> int:
             "path": path.tolist() if path is not None else [],
             "info": info,
         }
-        _write_atomic(args.json, json.dumps(record, indent=1, default=_json_value) + "\n")
+        write_text_atomically(args.json, json.dumps(record, indent=1, default=_json_value) + "\n")
     if args.out is not None:
         from latentdiff.path.plotting import plot_plan
 

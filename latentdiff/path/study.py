@@ -34,7 +34,7 @@ from latentdiff.path.data import PathDataset, PathSamples
 from latentdiff.path.model import PathDiffusion
 from latentdiff.path.planner import Planner
 from latentdiff.path.window_eval import run_windows
-from latentdiff.reporting import markdown_table, save_figure
+from latentdiff.reporting import markdown_table, save_figure, write_text_atomically
 
 TARGET_FACTOR = 1.05  # target training loss: this times the default variant's final loss
 SPREAD_KEYS = ("heldout_x0_mse", "valid_raw_ran", "len_mean")  # metrics compared by seed spread
@@ -145,7 +145,5 @@ def write_study_report(
         f"![quality and time against MACs](plots/{stem}_pareto.png)\n\n"
         f"## Every run\n\n{markdown_table(per_run, list(per_run[0]))}\n"
     )
-    temporary = results.with_name(f".{results.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(results)
+    write_text_atomically(results, text)
     return summary

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from latentdiff.path.data import PathDataset, PathSamples
 from latentdiff.path.metrics import path_length
 from latentdiff.path.planner import Planner
-from latentdiff.reporting import markdown_table
+from latentdiff.reporting import markdown_table, write_text_atomically
 
 HARD_TOLERANCE = 1e-3
 
@@ -158,6 +158,4 @@ def write_report(path: Path, command: str, split: str, rows: list[dict[str, obje
         "thread, plans timed one by one.\n\n"
         f"{markdown_table(rows, list(rows[0]))}\n"
     )
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+    write_text_atomically(path, text)

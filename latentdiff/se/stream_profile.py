@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from latentdiff.core.onnx import single_thread_session
-from latentdiff.reporting import markdown_table
+from latentdiff.reporting import markdown_table, write_text_atomically
 from latentdiff.se.model import SEModel
 from latentdiff.se.onnx_export import BlockEnhancer, to_onnx
 
@@ -131,8 +131,4 @@ def write_profile_report(profiles: list[OperatorProfile], path: Path, command: s
         "the bound it puts on any faster arithmetic such as int8.\n\n"
         f"{summary_table(profiles)}\n\n## Operator types\n\n{profile_table(profiles)}\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-    return path
+    return write_text_atomically(path, text)

@@ -38,7 +38,7 @@ from latentdiff.core.study import (
     time_to_loss,
 )
 from latentdiff.core.study import heldout_x0_error as core_heldout_x0_error
-from latentdiff.reporting import markdown_table, save_figure
+from latentdiff.reporting import markdown_table, save_figure, write_text_atomically
 from latentdiff.se.enhancer import Enhancer, evaluate_datadir
 from latentdiff.se.features import SegmentConfig, SegmentDataset
 from latentdiff.se.model import SEModel
@@ -218,8 +218,5 @@ def write_study_report(
         f"![PESQ-WB per seed](plots/{stem}_pesq.png)\n\n"
         f"![training curves](plots/{stem}_curves.png)\n"
     )
-    results.parent.mkdir(parents=True, exist_ok=True)
-    temporary = results.with_name(f".{results.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(results)
+    write_text_atomically(results, text)
     return summary
