@@ -128,6 +128,20 @@ if run_stage 9 "Reduced-precision planner: int8 and fp16 kernels against fp32"; 
   log "Report: ${results%.md}_quant.md"
 fi
 
+# evaluate_ablation NAME DATADIR MODEL... : the models (name=checkpoint) on the dev and test
+# windows of DATADIR -> ${results%.md}_NAME_{dev,test}.md
+evaluate_ablation() {
+  local name=$1 data=$2 split
+  shift 2
+  local models=()
+  for model in "$@"; do models+=(--model "$model"); done
+  for split in dev test; do
+    ${decode_cmd} "$expdir/log/evaluate_${name}_$split.log" \
+      latentdiff evaluate path-windows "${models[@]}" --data-dir "$data" --split "$split" \
+        --results "${results%.md}_${name}_$split.md"
+  done
+}
+
 if run_stage 10 "Ablation: straight start-goal line as the residual reference"; then
   ${train_cmd} "$expdir/autoencoder_straight/log/train.log" \
     latentdiff train path-autoencoder --config "$confdir/autoencoder_straight.yaml" \
@@ -136,12 +150,8 @@ if run_stage 10 "Ablation: straight start-goal line as the residual reference"; 
     latentdiff train path-diffusion --config "$confdir/latent_diffusion_straight.yaml" \
       --data-dir "$datadir" --exp-dir "$expdir/diffusion_straight" \
       --autoencoder "$expdir/autoencoder_straight/final.pt"
-  for split in dev test; do
-    ${decode_cmd} "$expdir/log/evaluate_reference_$split.log" \
-      latentdiff evaluate path-windows --model "route=$expdir/diffusion/final.pt" \
-        --model "straight=$expdir/diffusion_straight/final.pt" --data-dir "$datadir" \
-        --split "$split" --results "${results%.md}_reference_$split.md"
-  done
+  evaluate_ablation reference "$datadir" "route=$expdir/diffusion/final.pt" \
+    "straight=$expdir/diffusion_straight/final.pt"
   log "Reports: ${results%.md}_reference_{dev,test}.md"
 fi
 
@@ -155,11 +165,7 @@ if run_stage 11 "Ablation: waypoints that keep every bend of the paths (keep_ver
     latentdiff train path-diffusion --config "$confdir/latent_diffusion.yaml" \
       --data-dir "${datadir}_vertices" --exp-dir "$expdir/diffusion_vertices" \
       --autoencoder "$expdir/autoencoder_vertices/final.pt" --set model.keep_vertices=true
-  for split in dev test; do
-    ${decode_cmd} "$expdir/log/evaluate_vertices_$split.log" \
-      latentdiff evaluate path-windows --model "uniform=$expdir/diffusion/final.pt" \
-        --model "vertices=$expdir/diffusion_vertices/final.pt" --data-dir "${datadir}_vertices" \
-        --split "$split" --results "${results%.md}_vertices_$split.md"
-  done
+  evaluate_ablation vertices "${datadir}_vertices" "uniform=$expdir/diffusion/final.pt" \
+    "vertices=$expdir/diffusion_vertices/final.pt"
   log "Reports: ${results%.md}_vertices_{dev,test}.md"
 fi
