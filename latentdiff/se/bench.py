@@ -27,8 +27,13 @@ from latentdiff.se.peers import RATE, IdentityPeer, Peer, estimate_delay
 
 BASE_METRICS = ("pesq", "estoi", "si_sdr")
 CALIBRATION_UTTS = 3
-PLOT_NAME = "pesq_vs_snr.png"
+PLOT_NAME = "pesq_vs_snr.png"  # plots/<report stem>_<name>: reports side by side keep their own
 SPECTROGRAM_NAME = "spectrograms.png"
+
+
+def plot_path(report: Path, name: str) -> Path:
+    """Where the report at ``report`` keeps its plot ``name``: ``plots/<stem>_<name>`` beside it."""
+    return report.parent / "plots" / f"{report.stem.lower()}_{name}"
 SPECTROGRAM_UTTS = 3
 
 
@@ -197,9 +202,9 @@ def write_results(
 ) -> Path:
     """Write the markdown report and the plot (``plots/`` next to it); returns the report path."""
     path = Path(path)
-    plot = plot_pesq_vs_snr(result, path.parent / "plots" / PLOT_NAME)
+    plot = plot_pesq_vs_snr(result, plot_path(path, PLOT_NAME))
     spectrograms = (
-        plot_spectrograms(result, path.parent / "plots" / SPECTROGRAM_NAME)
+        plot_spectrograms(result, plot_path(path, SPECTROGRAM_NAME))
         if result.examples
         else None
     )

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from latentdiff.se.audio import load_audio, save_audio
-from latentdiff.se.bench import PLOT_NAME, SPECTROGRAM_NAME, run_bench, write_results
+from latentdiff.se.bench import PLOT_NAME, SPECTROGRAM_NAME, plot_path, run_bench, write_results
 from latentdiff.se.datadir import DataDir, write_datadir
 from latentdiff.se.metrics import si_sdr
 from latentdiff.se.mixing import colored_noise, mix_at_snr
@@ -122,6 +122,7 @@ def test_bench_writes_tables_and_compensates_delay(tmp_path: Path) -> None:
     assert "| system | 0 | 10 |" in text
     assert "| system | colored |" in text
     assert "Command: `latentdiff bench se`" in text
-    assert (tmp_path / "plots" / PLOT_NAME).stat().st_size > 1000
-    assert (tmp_path / "plots" / SPECTROGRAM_NAME).stat().st_size > 1000
-    assert f"![spectrograms](plots/{SPECTROGRAM_NAME})" in text
+    assert plot_path(report, PLOT_NAME) == tmp_path / "plots" / f"results_{PLOT_NAME}"
+    assert plot_path(report, PLOT_NAME).stat().st_size > 1000
+    assert plot_path(report, SPECTROGRAM_NAME).stat().st_size > 1000
+    assert f"![spectrograms](plots/results_{SPECTROGRAM_NAME})" in text
