@@ -4,7 +4,8 @@
 # Stages: 3 feature autoencoder, 4 LatentSE, 5 predictive baseline, 6 STFT-diffusion baseline,
 # 7 PESQ-WB / ESTOI / SI-SDR of every trained model on dev and test ($expdir/<model>/scores_*.json),
 # 8 enhance the test set's noisy files with every trained model ($expdir/<model>/enhanced/test),
-# 9 benchmarks against the peers: RESULTS.md (quality) and RESULTS_stream.md (streaming speed),
+# 9 benchmarks against the peers: RESULTS.md (quality), RESULTS_dnsmos.md (DNSMOS on 24 utterances),
+# RESULTS_stream.md (streaming speed), RESULTS_quant.md and RESULTS_stream_ops.md (precision),
 # 10 adversarial fine-tuning, 11 training studies: LatentSE variants x seeds (RESULTS_studies.md),
 # 12 few-step distillation of the stage-10 model into 1- and 2-step DDIM students.
 set -euo pipefail
@@ -95,12 +96,18 @@ if run_stage 9 "Benchmarks against the peers"; then
   log "Quality: RESULTS.md; follow with: tail -f $expdir/log/bench_se.log"
   ${decode_cmd} "$expdir/log/bench_se.log" \
     latentdiff bench se --data-dir "$datadir/test" --results RESULTS.md --max-utts 120 "${extra[@]}"
+  log "DNSMOS P.835 (about 4 s per utterance and system): RESULTS_dnsmos.md"
+  ${decode_cmd} "$expdir/log/bench_dnsmos.log" \
+    latentdiff bench se --data-dir "$datadir/test" --results RESULTS_dnsmos.md --max-utts 24 \
+      "${extra[@]}" --dnsmos
   log "Streaming speed: RESULTS_stream.md"
   ${decode_cmd} "$expdir/log/bench_stream.log" \
     latentdiff bench stream --seconds 30 --results RESULTS_stream.md
-  log "Reduced precision (int8, fp16, bf16): RESULTS_quant.md"
+  log "Reduced precision: RESULTS_quant.md; time by operator: RESULTS_stream_ops.md"
   ${decode_cmd} "$expdir/log/bench_quant.log" \
     latentdiff bench quant --tracks se --data-dir "$datadir/dev" --results RESULTS_quant.md
+  ${decode_cmd} "$expdir/log/bench_stream_ops.log" \
+    latentdiff bench stream-ops --precisions fp32 int8 --blocks 300 --results RESULTS_stream_ops.md
 fi
 
 if run_stage 10 "Adversarial fine-tuning (diffusion-GAN hybrid)"; then

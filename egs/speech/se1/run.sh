@@ -30,7 +30,8 @@ study_only=                     # stage 11: variants to train, space-separated (
 help_message="Usage: ./run.sh [options]
 Stages: 1 speech/noise sources and synthetic voices, 2 mixed corpus, 3 autoencoder, 4 LatentSE,
 5 predictive baseline, 6 STFT-diffusion baseline, 7 score dev/test, 8 enhance test,
-9 peer benchmarks (RESULTS.md, RESULTS_stream.md, RESULTS_quant.md), 10 adversarial fine-tuning,
+9 peer benchmarks (RESULTS.md, RESULTS_dnsmos.md, RESULTS_stream.md, RESULTS_quant.md,
+RESULTS_stream_ops.md), 10 adversarial fine-tuning,
 11 training studies: lightweight variants, stable-training switches, multi-stage and flat-TCN
 ablations (RESULTS_studies.md),
 12 few-step distillation"
