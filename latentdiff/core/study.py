@@ -24,6 +24,7 @@ from latentdiff.reporting import markdown_table, save_figure
 _SEED_DIR = re.compile(r"seed(\d+)$")
 HELDOUT_REPEATS = 4  # noise draws per held-out item
 HELDOUT_SEED = 7_000_000
+TARGET_FACTOR = 1.05  # target training loss: this times the reference variant's final loss
 
 
 @dataclass
@@ -108,6 +109,23 @@ def time_to_loss(run: StudyRun, target: float, window: int = 3) -> float:
     return float(log["time"][reached[0] + window - 1]) if reached.size else math.nan
 
 
+def variant_values(
+    runs: Sequence[StudyRun], metrics: Sequence[Mapping[str, float]], variant: str, key: str
+) -> np.ndarray:
+    """``key`` of every run of ``variant``, in run order (``metrics[i]`` belongs to ``runs[i]``)."""
+    chosen = [m[key] for r, m in zip(runs, metrics, strict=True) if r.variant == variant]
+    return np.array(chosen, dtype=float)
+
+
+def target_loss(
+    runs: Sequence[StudyRun], metrics: Sequence[Mapping[str, float]], reference: str
+) -> float:
+    """:data:`TARGET_FACTOR` times the ``reference`` variant's mean ``final_train_loss`` (NaN
+    without reference runs): the loss whose :func:`time_to_loss` a study reports."""
+    losses = variant_values(runs, metrics, reference, "final_train_loss")
+    return TARGET_FACTOR * float(losses.mean()) if losses.size else math.nan
+
+
 def summarise(
     runs: Sequence[StudyRun], metrics: Sequence[Mapping[str, float]], order: Sequence[str] = ()
 ) -> list[dict[str, object]]:
@@ -119,10 +137,10 @@ def summarise(
     variants = dict.fromkeys([*(v for v in order if v in present), *present])
     rows = []
     for variant in variants:
-        chosen = [m for r, m in zip(runs, metrics, strict=True) if r.variant == variant]
-        row: dict[str, object] = {"variant": variant, "seeds": len(chosen)}
-        for key in chosen[0]:
-            values = np.array([m[key] for m in chosen], dtype=float)
+        keys = next(m for r, m in zip(runs, metrics, strict=True) if r.variant == variant)
+        row: dict[str, object] = {"variant": variant, "seeds": present.count(variant)}
+        for key in keys:
+            values = variant_values(runs, metrics, variant, key)
             row[f"{key}_mean"] = float(values.mean())
             row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row[f"{key}_range"] = float(values.max() - values.min())
@@ -142,13 +160,10 @@ def spread_comparison(
     F-test p-value of equal variances. Empty when either variant has fewer than two seeds."""
     from scipy.stats import f as f_distribution
 
-    def values(variant: str, key: str) -> np.ndarray:
-        chosen = [m[key] for r, m in zip(runs, metrics, strict=True) if r.variant == variant]
-        return np.array(chosen, dtype=float)
-
     rows: list[dict[str, object]] = []
     for key in keys:
-        a, b = values(stabilised, key), values(plain, key)
+        a = variant_values(runs, metrics, stabilised, key)
+        b = variant_values(runs, metrics, plain, key)
         if len(a) < 2 or len(b) < 2:
             return []
         std_a, std_b = float(a.std(ddof=1)), float(b.std(ddof=1))

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 
 from latentdiff.core.study import (
+    TARGET_FACTOR,
     StudyRun,
     find_runs,
     plot_curves,
     plot_spread,
     spread_section,
     summarise,
+    target_loss,
     time_to_loss,
 )
 from latentdiff.core.study import (
@@ -36,7 +38,6 @@ from latentdiff.path.planner import Planner
 from latentdiff.path.window_eval import run_windows
 from latentdiff.reporting import markdown_table, save_figure, write_text_atomically
 
-TARGET_FACTOR = 1.05  # target training loss: this times the default variant's final loss
 SPREAD_KEYS = ("heldout_x0_mse", "valid_raw_ran", "len_mean")  # metrics compared by seed spread
 
 
@@ -95,10 +96,7 @@ def write_study_report(
     """Score every finished run under ``study_dir``; write tables and plots; return the summary."""
     runs = find_runs(study_dir)
     metrics = [run_metrics(run, samples) for run in runs]
-    reference = [
-        m["final_train_loss"] for r, m in zip(runs, metrics, strict=True) if r.variant == "default"
-    ]
-    target = TARGET_FACTOR * float(np.mean(reference)) if reference else math.nan
+    target = target_loss(runs, metrics, "default")
     for run, metric in zip(runs, metrics, strict=True):
         metric["s_to_target_loss"] = time_to_loss(run, target)
     summary = summarise(runs, metrics, order=["default"])

@@ -29,12 +29,12 @@ BASE_METRICS = ("pesq", "estoi", "si_sdr")
 CALIBRATION_UTTS = 3
 PLOT_NAME = "pesq_vs_snr.png"  # plots/<report stem>_<name>: reports side by side keep their own
 SPECTROGRAM_NAME = "spectrograms.png"
+SPECTROGRAM_UTTS = 3
 
 
 def plot_path(report: Path, name: str) -> Path:
     """Where the report at ``report`` keeps its plot ``name``: ``plots/<stem>_<name>`` beside it."""
     return report.parent / "plots" / f"{report.stem.lower()}_{name}"
-SPECTROGRAM_UTTS = 3
 
 
 @dataclass
@@ -204,9 +204,7 @@ def write_results(
     path = Path(path)
     plot = plot_pesq_vs_snr(result, plot_path(path, PLOT_NAME))
     spectrograms = (
-        plot_spectrograms(result, plot_path(path, SPECTROGRAM_NAME))
-        if result.examples
-        else None
+        plot_spectrograms(result, plot_path(path, SPECTROGRAM_NAME)) if result.examples else None
     )
     n_utts = len(next(iter(result.scores.values())))
     lines = [

@@ -29,12 +29,14 @@ from matplotlib.ticker import NullFormatter
 from tqdm import tqdm
 
 from latentdiff.core.study import (
+    TARGET_FACTOR,
     StudyRun,
     find_runs,
     plot_curves,
     plot_spread,
     spread_section,
     summarise,
+    target_loss,
     time_to_loss,
 )
 from latentdiff.core.study import heldout_x0_error as core_heldout_x0_error
@@ -45,7 +47,6 @@ from latentdiff.se.model import SEModel
 
 VARIANT_ORDER = ("base", "small", "tiny", "plain", "two_stage", "flat")
 REFERENCE_VARIANT = VARIANT_ORDER[0]
-TARGET_FACTOR = 1.05  # target training loss: this times the reference variant's final loss
 HELDOUT_SEGMENT_SECONDS = 1.0
 HELDOUT_BATCH = 16
 QUALITY = ("pesq", "estoi", "si_sdr")
@@ -94,12 +95,7 @@ def add_time_to_target(runs: Sequence[StudyRun], metrics: Sequence[dict[str, flo
     ``reached_target`` (0 or 1) to each run's metrics; return the target:
     :data:`TARGET_FACTOR` times the reference variant's mean ``final_train_loss`` (NaN without
     reference runs, and then no run reaches it)."""
-    reference = [
-        m["final_train_loss"]
-        for r, m in zip(runs, metrics, strict=True)
-        if r.variant == REFERENCE_VARIANT
-    ]
-    target = TARGET_FACTOR * float(np.mean(reference)) if reference else math.nan
+    target = target_loss(runs, metrics, REFERENCE_VARIANT)
     for run, metric in zip(runs, metrics, strict=True):
         metric["s_to_target_loss"] = time_to_loss(run, target)
         by_step = replace(run, log={**run.log, "time": run.steps})
