@@ -17,7 +17,7 @@ help_message="Usage: $0 [options]
 Stages: 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypoint-space baseline,
 5 evaluate, 6 multi-scale ablation, 7 training studies (stability, size, multi-scale x seeds),
 8 few-step distillation (1 and 2 DDIM steps), 9 reduced-precision planner (int8, fp16),
-10 straight-line residual reference ablation, 11 vertex-keeping waypoint resampling ablation"
+10 straight-line residual reference ablation, 11 evenly spaced waypoints ablation"
 
 . parse_options.sh
 . stage.sh
@@ -155,17 +155,17 @@ if run_stage 10 "Ablation: straight start-goal line as the residual reference"; 
   log "Reports: ${results%.md}_reference_{dev,test}.md"
 fi
 
-if run_stage 11 "Ablation: waypoints that keep every bend of the paths (keep_vertices)"; then
-  ${decode_cmd} "$expdir/log/prepare_vertices.log" \
-    latentdiff prepare path --out-dir "${datadir}_vertices" --config "$confdir/data_vertices.yaml"
-  ${train_cmd} "$expdir/autoencoder_vertices/log/train.log" \
+if run_stage 11 "Ablation: evenly spaced waypoints instead of every bend kept"; then
+  ${decode_cmd} "$expdir/log/prepare_even.log" \
+    latentdiff prepare path --out-dir "${datadir}_even" --config "$confdir/data_even.yaml"
+  ${train_cmd} "$expdir/autoencoder_even/log/train.log" \
     latentdiff train path-autoencoder --config "$confdir/autoencoder.yaml" \
-      --data-dir "${datadir}_vertices" --exp-dir "$expdir/autoencoder_vertices"
-  ${train_cmd} "$expdir/diffusion_vertices/log/train.log" \
+      --data-dir "${datadir}_even" --exp-dir "$expdir/autoencoder_even"
+  ${train_cmd} "$expdir/diffusion_even/log/train.log" \
     latentdiff train path-diffusion --config "$confdir/latent_diffusion.yaml" \
-      --data-dir "${datadir}_vertices" --exp-dir "$expdir/diffusion_vertices" \
-      --autoencoder "$expdir/autoencoder_vertices/final.pt" --set model.keep_vertices=true
-  evaluate_ablation vertices "${datadir}_vertices" "uniform=$expdir/diffusion/final.pt" \
-    "vertices=$expdir/diffusion_vertices/final.pt"
-  log "Reports: ${results%.md}_vertices_{dev,test}.md"
+      --data-dir "${datadir}_even" --exp-dir "$expdir/diffusion_even" \
+      --autoencoder "$expdir/autoencoder_even/final.pt"
+  evaluate_ablation spacing "$datadir" "even=$expdir/diffusion_even/final.pt" \
+    "bends_kept=$expdir/diffusion/final.pt"
+  log "Reports: ${results%.md}_spacing_{dev,test}.md"
 fi

@@ -129,7 +129,8 @@ class PathModelConfig:
     ``reference`` is "route" (residuals from the guide route, which also conditions the model)
     or "straight" (from the straight start -> goal line; the guide's interior is ignored);
     ``residual_scale`` is the normalised offset of one residual unit (see :func:`to_residual`).
-    ``keep_vertices`` must match the training data's (guides are resampled the same way).
+    ``keep_vertices`` says how guides are resampled, as in the training data; None (the default)
+    takes it from the data at training time, and a set value must match it.
     """
 
     window: int = 64
@@ -137,7 +138,7 @@ class PathModelConfig:
     latent: bool = True
     reference: str = "route"
     residual_scale: float = RESIDUAL_SCALE
-    keep_vertices: bool = False
+    keep_vertices: bool | None = None
     map_encoder: MapEncoderConfig = field(default_factory=MapEncoderConfig)
     diffusion: LatentDiffusionConfig = field(default_factory=LatentDiffusionConfig)
 

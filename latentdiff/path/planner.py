@@ -320,7 +320,7 @@ class Planner:
 
     def _pieces(self, problem: int, occ: np.ndarray, guide: np.ndarray) -> list[_Piece]:
         window = self.model.cfg.window
-        n, keep_vertices = self.model.cfg.n_waypoints, self.model.cfg.keep_vertices
+        n, keep_vertices = self.model.cfg.n_waypoints, bool(self.model.cfg.keep_vertices)
         out = []
         for index, points in enumerate(split_route(guide, occ.shape, window, self.config.margin)):
             origin = window_origin(points.min(0), points.max(0), occ.shape, window)

@@ -195,10 +195,12 @@ def train_path_diffusion(
     if ae is not None and autoencoder is not None:
         check_autoencoder_residuals(exp.model, autoencoder)
     samples = load_split(data_dir, "train")
-    if samples.keep_vertices != exp.model.keep_vertices:
+    if exp.model.keep_vertices is None:
+        exp.model.keep_vertices = samples.keep_vertices
+    elif samples.keep_vertices != exp.model.keep_vertices:
         raise ValueError(
             f"model.keep_vertices={exp.model.keep_vertices} but {data_dir} was prepared with "
-            f"keep_vertices={samples.keep_vertices}: set them alike"
+            f"keep_vertices={samples.keep_vertices}: set them alike or leave it unset"
         )
     model = PathDiffusion(exp.model, ae)
     dataset = PathDataset(samples)

@@ -9,7 +9,10 @@ Its output waveform is trained with
   CNN per STFT resolution over log magnitudes);
 - feature matching on the discriminator's hidden layers;
 - optionally (``estoi_weight``), ``1 -`` a differentiable ESTOI
-  (:func:`latentdiff.se.intelligibility.soft_estoi`) against the clean speech.
+  (:func:`latentdiff.se.intelligibility.soft_estoi`) against the clean speech;
+- optionally (``residual_noise_weight``), an asymmetric magnitude loss that only penalises
+  energy above the clean speech's (:func:`residual_noise_loss`): residual noise, which
+  non-intrusive quality measures such as DNSMOS BAK punish most.
 
 Generator and discriminator share one optimiser step. The generator's terms see the
 discriminator through detached copies of its weights (``torch.func.functional_call``), and the
@@ -52,6 +55,7 @@ class AdversarialConfig:
     adversarial_weight: float = 0.1
     feature_weight: float = 1.0
     estoi_weight: float = 0.0
+    residual_noise_weight: float = 0.0
     trainable: tuple[str, ...] = DEFAULT_TRAINABLE
 
     def __post_init__(self) -> None:
@@ -121,6 +125,23 @@ def stft_loss(estimate: Tensor, clean: Tensor, resolutions: Sequence[tuple[int, 
     return total / len(resolutions)
 
 
+def residual_noise_loss(
+    estimate: Tensor, clean: Tensor, n_fft: int = 512, hop: int = 128, compress: float = 0.3
+) -> Tensor:
+    """Mean squared excess of the estimate's compressed magnitudes over the clean speech's.
+
+    Only over-estimation counts (residual noise, not speech distortion); ``|X|^compress``
+    weighs quiet time-frequency bins, where residual noise is audible, like loud ones.
+    """
+    window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
+
+    def compressed(wave: Tensor) -> Tensor:
+        spec = torch.stft(wave, n_fft, hop, window=window, return_complex=True)
+        return spec.abs().clamp_min(1e-8).pow(compress)
+
+    return F.relu(compressed(estimate) - compressed(clean)).pow(2).mean()
+
+
 class AdversarialSE(nn.Module):
     """Enhancer + discriminator; ``forward`` is the joint training loss (see the module doc)."""
 
@@ -182,6 +203,10 @@ class AdversarialSE(nn.Module):
             estoi = soft_estoi(fake, clean, self.enhancer.sample_rate).mean()
             g_loss = g_loss + cfg.estoi_weight * (1.0 - estoi)
             stats["estoi"] = float(estoi.detach())
+        if cfg.residual_noise_weight > 0.0:
+            residual = residual_noise_loss(fake, clean)
+            g_loss = g_loss + cfg.residual_noise_weight * residual
+            stats["residual_noise"] = float(residual.detach())
         stats |= {
             "stft": float(spectral.detach()),
             "adversarial": float(adversarial.detach()),

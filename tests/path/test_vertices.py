@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from latentdiff.core.models import load_model
 from latentdiff.path.data import PathDataConfig, build_split, load_split, save_split
 from latentdiff.path.geometry import path_is_free
 from latentdiff.path.metrics import resample_path
@@ -53,7 +54,7 @@ def test_the_flag_survives_the_split_file(splits, tmp_path: Path) -> None:
     assert not load_split(tmp_path, "train").keep_vertices
 
 
-def test_training_refuses_data_resampled_otherwise(tmp_path: Path) -> None:
+def test_training_takes_the_resampling_from_the_data_and_refuses_a_mismatch(tmp_path: Path) -> None:
     save_split(dataclasses.replace(synthetic_split(), keep_vertices=True), tmp_path / "train.npz")
     model = {
         "latent": False,
@@ -64,8 +65,14 @@ def test_training_refuses_data_resampled_otherwise(tmp_path: Path) -> None:
     config = tmp_path / "diffusion.yaml"
     config.write_text(yaml.safe_dump({"model": model, "trainer": trainer}))
     with pytest.raises(ValueError, match="keep_vertices"):
-        train_path_diffusion(config, tmp_path, tmp_path / "default", None)
+        train_path_diffusion(config, tmp_path, tmp_path / "x", None, ["model.keep_vertices=false"])
     train_path_diffusion(config, tmp_path, tmp_path / "kept", None, ["model.keep_vertices=true"])
+    # Unset, the model resamples its guides as the data it was trained on.
+    train_path_diffusion(config, tmp_path, tmp_path / "unset", None)
+    model = load_model(tmp_path / "unset" / "final.pt")
+    assert isinstance(model, PathDiffusion) and model.cfg.keep_vertices is True
+    saved = yaml.safe_load((tmp_path / "unset" / "experiment.yaml").read_text())
+    assert saved["model"]["keep_vertices"] is True
 
 
 def test_the_planner_resamples_guides_like_the_model_data() -> None:

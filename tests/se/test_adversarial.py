@@ -11,7 +11,12 @@ import torch
 import yaml
 
 from latentdiff.core.models import load_model, save_final
-from latentdiff.se.adversarial import AdversarialConfig, AdversarialSE, train_se_adversarial
+from latentdiff.se.adversarial import (
+    AdversarialConfig,
+    AdversarialSE,
+    residual_noise_loss,
+    train_se_adversarial,
+)
 from latentdiff.se.model import LatentSE, se_model_spec
 
 from .test_enhancer import tiny_model
@@ -90,3 +95,27 @@ def test_estoi_term_trains_the_predictive_head() -> None:
     assert 0.0 < stats["estoi"] < 1.0
     head = list(joint.enhancer.head.parameters())
     assert any(float(g.abs().sum()) > 0 for g in torch.autograd.grad(loss, head))
+
+
+def test_residual_noise_loss_counts_only_energy_above_the_clean_speech() -> None:
+    noisy, clean = segments()
+    assert float(residual_noise_loss(clean, clean)) == 0.0
+    # Attenuated speech is distortion, not residual noise.
+    assert float(residual_noise_loss(0.5 * clean, clean)) == 0.0
+    assert float(residual_noise_loss(noisy, clean)) > 0.0
+    assert float(residual_noise_loss(clean + 2 * (noisy - clean), clean)) > float(
+        residual_noise_loss(noisy, clean)
+    )
+
+
+def test_residual_noise_term_enters_the_generator_loss() -> None:
+    torch.manual_seed(0)
+    noisy, clean = segments()
+    losses = {}
+    for weight in (0.0, 100.0):
+        torch.manual_seed(0)
+        joint = AdversarialSE(tiny_model(), AdversarialConfig(residual_noise_weight=weight))
+        loss, stats = joint(noisy, clean, torch.arange(2))
+        losses[weight] = float(loss)
+    assert stats["residual_noise"] > 0.0
+    assert losses[100.0] == pytest.approx(losses[0.0] + 100.0 * stats["residual_noise"], rel=1e-4)

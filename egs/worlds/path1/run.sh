@@ -17,8 +17,8 @@ Stages: 0 install, 1 data, 2 trajectory autoencoder, 3 latent diffusion, 4 waypo
 baseline, 5 evaluate -> RESULTS.md + RESULTS_windows.md, 6 multi-scale ablation ->
 RESULTS_multiscale.md, 7 training studies -> RESULTS_studies.md, 8 few-step distillation ->
 RESULTS_distill.md, 9 reduced precision -> RESULTS_quant.md, 10 straight-line reference ablation
--> RESULTS_reference_{dev,test}.md, 11 vertex-keeping waypoints ablation
--> RESULTS_vertices_{dev,test}.md"
+-> RESULTS_reference_{dev,test}.md, 11 evenly spaced waypoints ablation
+-> RESULTS_spacing_{dev,test}.md"
 
 if [[ ! -x ../../../.venv/bin/python ]] || ! ../../../tools/install.sh --check >/dev/null 2>&1; then
   ../../../tools/install.sh
