@@ -75,18 +75,23 @@ def run_metrics(run: StudyRun, samples: PathSamples) -> dict[str, float]:
 
 
 def plot_pareto(rows: list[dict[str, object]], path: Path) -> None:
-    """Per variant: raw-valid share and plan time against MACs per window (seed means)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for row in rows:
+    """Per variant: raw-valid share and plan time against MACs per window (seed means).
+
+    Variants often share a MAC count, so each has its own colour in a legend rather than a label
+    beside its point.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for index, row in enumerate(rows):
         macs = float(row["mmacs_per_window_mean"])  # type: ignore[arg-type]
+        style = {"color": f"C{index % 10}", "marker": "os^"[index // 10 % 3]}
         for ax, key in ((left, "valid_raw_ran_mean"), (right, "ms_p50_ran_mean")):
-            ax.scatter(macs, float(row[key]))  # type: ignore[arg-type]
-            ax.annotate(str(row["variant"]), (macs, float(row[key])), fontsize=8)  # type: ignore[arg-type]
+            ax.scatter(macs, float(row[key]), label=str(row["variant"]), **style)  # type: ignore[arg-type]
     left.set(xlabel="M MACs per window", ylabel="raw sample verified (where the network ran)")
     right.set(xlabel="M MACs per window", ylabel="median plan time where the network ran (ms)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.legend(*left.get_legend_handles_labels(), loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.85, 1))
     save_figure(fig, path)
 
 

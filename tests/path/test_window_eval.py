@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
 from latentdiff.commands import CommandTable
 from latentdiff.core.models import save_final
-from latentdiff.path import commands_run
+from latentdiff.path import commands_run, study
 from latentdiff.path.data import PathDataConfig, build_split, save_split
 from latentdiff.path.model import path_model_spec
 from latentdiff.path.planner import Planner, PlannerConfig
@@ -95,3 +96,21 @@ def test_study_report_scores_every_run(dev, tmp_path: Path) -> None:
     assert "| multiscale | 2 |" in text and "latentdiff evaluate path-study" in text
     for plot in ("curves", "heldout_x0_mse", "pareto"):
         assert (tmp_path / "plots" / f"results_studies_{plot}.png").is_file()
+
+
+def test_study_plot_names_every_variant_even_at_equal_macs(tmp_path: Path, monkeypatch) -> None:
+    figures = []
+    monkeypatch.setattr(study, "save_figure", lambda fig, path: figures.append(fig))
+    rows = [
+        {
+            "variant": name,
+            "mmacs_per_window_mean": 15.0,
+            "valid_raw_ran_mean": 0.87,
+            "ms_p50_ran_mean": 3.5,
+        }
+        for name in ("default", "plain", "two_stage", "uniform_weighting")
+    ]
+    study.plot_pareto(rows, tmp_path / "pareto.png")
+    (legend,) = figures[0].legends
+    assert [text.get_text() for text in legend.get_texts()] == [r["variant"] for r in rows]
+    plt.close(figures[0])
