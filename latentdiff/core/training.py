@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gc
 import io
 import logging
 import math
@@ -590,6 +591,10 @@ class Trainer:
                 resource.close()
         self._csv = self._tensorboard = self._progress = None
         if self._owns_process_group and dist.is_initialized():
+            # Free the DDP wrapper (and the process group it holds) now, not at interpreter exit,
+            # where tearing down gloo's threads can abort the process.
+            self._train_model = self.model
+            gc.collect()
             dist.destroy_process_group()
             self._owns_process_group = False
 
