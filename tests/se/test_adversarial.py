@@ -116,6 +116,6 @@ def test_residual_noise_term_enters_the_generator_loss() -> None:
         torch.manual_seed(0)
         joint = AdversarialSE(tiny_model(), AdversarialConfig(residual_noise_weight=weight))
         loss, stats = joint(noisy, clean, torch.arange(2))
-        losses[weight] = float(loss)
+        losses[weight] = loss.item()
     assert stats["residual_noise"] > 0.0
     assert losses[100.0] == pytest.approx(losses[0.0] + 100.0 * stats["residual_noise"], rel=1e-4)
