@@ -25,6 +25,17 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return "\n".join(lines)
 
 
+def plot_link(report: str | Path, name: str) -> str:
+    """The report's plot ``name`` relative to the report: ``plots/<report stem>_<name>``, so
+    reports written side by side keep their own plots."""
+    return f"plots/{Path(report).stem.lower()}_{name}"
+
+
+def plot_path(report: str | Path, name: str) -> Path:
+    """Where the report at ``report`` keeps its plot ``name`` (see :func:`plot_link`)."""
+    return Path(report).parent / plot_link(report, name)
+
+
 def write_text_atomically(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
     path = Path(path)

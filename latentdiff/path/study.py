@@ -36,7 +36,13 @@ from latentdiff.path.data import PathDataset, PathSamples
 from latentdiff.path.model import PathDiffusion
 from latentdiff.path.planner import Planner
 from latentdiff.path.window_eval import run_windows
-from latentdiff.reporting import markdown_table, save_figure, write_text_atomically
+from latentdiff.reporting import (
+    markdown_table,
+    plot_link,
+    plot_path,
+    save_figure,
+    write_text_atomically,
+)
 
 SPREAD_KEYS = ("heldout_x0_mse", "valid_raw_ran", "len_mean")  # metrics compared by seed spread
 
@@ -105,17 +111,16 @@ def write_study_report(
     for run, metric in zip(runs, metrics, strict=True):
         metric["s_to_target_loss"] = time_to_loss(run, target)
     summary = summarise(runs, metrics, order=["default"])
-    plots = results.parent / "plots"
-    stem = results.stem.lower()
     column = "x0_mse" if all("x0_mse" in run.log for run in runs) else "loss"
-    plot_curves(runs, plots / f"{stem}_curves.png", f"path diffusion: training {column}", column)
+    title = f"path diffusion: training {column}"
+    plot_curves(runs, plot_path(results, "curves.png"), title, column)
     plot_spread(
         runs,
         [m["heldout_x0_mse"] for m in metrics],
-        plots / f"{stem}_heldout_x0_mse.png",
+        plot_path(results, "heldout_x0_mse.png"),
         f"held-out x0 error ({split})",
     )
-    plot_pareto(summary, plots / f"{stem}_pareto.png")
+    plot_pareto(summary, plot_path(results, "pareto.png"))
     per_run = [
         {"variant": run.variant, "seed": run.seed, **metric}
         for run, metric in zip(runs, metrics, strict=True)
@@ -143,9 +148,9 @@ def write_study_report(
         "the weighting sets the loss scale. std is over seeds (ddof 1); range = max - min.\n\n"
         f"## Summary by variant\n\n{markdown_table(summary, summary_keys)}\n\n"
         f"{spread_section(runs, metrics, 'default', 'plain', SPREAD_KEYS)}"
-        f"![training curves](plots/{stem}_curves.png)\n\n"
-        f"![held-out x0 error per seed](plots/{stem}_heldout_x0_mse.png)\n\n"
-        f"![quality and time against MACs](plots/{stem}_pareto.png)\n\n"
+        f"![training curves]({plot_link(results, 'curves.png')})\n\n"
+        f"![held-out x0 error per seed]({plot_link(results, 'heldout_x0_mse.png')})\n\n"
+        f"![quality and time against MACs]({plot_link(results, 'pareto.png')})\n\n"
         f"## Every run\n\n{markdown_table(per_run, list(per_run[0]))}\n"
     )
     write_text_atomically(results, text)

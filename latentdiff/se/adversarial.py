@@ -73,11 +73,11 @@ class SEAdversarialExperiment:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-def log_magnitude(wave: Tensor, n_fft: int, hop: int) -> Tensor:
-    """(B, N) -> (B, 1, F, frames) log magnitude spectrogram (Hann window)."""
+def log_magnitude(wave: Tensor, n_fft: int, hop: int, floor: float = 1e-5) -> Tensor:
+    """(B, N) -> (B, 1, F, frames) log magnitude spectrogram (Hann window), magnitudes floored."""
     window = torch.hann_window(n_fft, device=wave.device, dtype=wave.dtype)
     spec = torch.stft(wave, n_fft, hop, window=window, return_complex=True)
-    return torch.log(spec.abs().clamp_min(1e-5)).unsqueeze(1)
+    return torch.log(spec.abs().clamp_min(floor)).unsqueeze(1)
 
 
 class SpectralDiscriminator(nn.Module):
@@ -133,11 +133,9 @@ def residual_noise_loss(
     Only over-estimation counts (residual noise, not speech distortion); ``|X|^compress``
     weighs quiet time-frequency bins, where residual noise is audible, like loud ones.
     """
-    window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
 
     def compressed(wave: Tensor) -> Tensor:
-        spec = torch.stft(wave, n_fft, hop, window=window, return_complex=True)
-        return spec.abs().clamp_min(1e-8).pow(compress)
+        return (compress * log_magnitude(wave, n_fft, hop, floor=1e-8)).exp()
 
     return F.relu(compressed(estimate) - compressed(clean)).pow(2).mean()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentdiff.reporting import markdown_table, save_figure
+from latentdiff.reporting import markdown_table, plot_path, save_figure
 from latentdiff.se.audio import load_audio
 from latentdiff.se.datadir import read_datadir
 from latentdiff.se.metrics import score_pair
@@ -27,14 +27,9 @@ from latentdiff.se.peers import RATE, IdentityPeer, Peer, estimate_delay
 
 BASE_METRICS = ("pesq", "estoi", "si_sdr")
 CALIBRATION_UTTS = 3
-PLOT_NAME = "pesq_vs_snr.png"  # plots/<report stem>_<name>: reports side by side keep their own
+PLOT_NAME = "pesq_vs_snr.png"
 SPECTROGRAM_NAME = "spectrograms.png"
 SPECTROGRAM_UTTS = 3
-
-
-def plot_path(report: Path, name: str) -> Path:
-    """Where the report at ``report`` keeps its plot ``name``: ``plots/<stem>_<name>`` beside it."""
-    return report.parent / "plots" / f"{report.stem.lower()}_{name}"
 
 
 @dataclass

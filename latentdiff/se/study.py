@@ -40,7 +40,13 @@ from latentdiff.core.study import (
     time_to_loss,
 )
 from latentdiff.core.study import heldout_x0_error as core_heldout_x0_error
-from latentdiff.reporting import markdown_table, save_figure, write_text_atomically
+from latentdiff.reporting import (
+    markdown_table,
+    plot_link,
+    plot_path,
+    save_figure,
+    write_text_atomically,
+)
 from latentdiff.se.enhancer import Enhancer, evaluate_datadir
 from latentdiff.se.features import SegmentConfig, SegmentDataset
 from latentdiff.se.model import SEModel
@@ -180,12 +186,11 @@ def write_study_report(
         metrics.append(run_metric)
     target = add_time_to_target(runs, metrics)
     summary = summarise(runs, metrics, order=VARIANT_ORDER)
-    plots = results.parent / "plots"
-    stem = results.stem.lower()
     column = "x0_mse" if all("x0_mse" in run.log for run in runs) else "loss"
-    plot_curves(runs, plots / f"{stem}_curves.png", f"speech enhancer: training {column}", column)
-    plot_spread(runs, [m["pesq"] for m in metrics], plots / f"{stem}_pesq.png", "PESQ-WB")
-    plot_pareto(summary, plots / f"{stem}_pareto.png")
+    title = f"speech enhancer: training {column}"
+    plot_curves(runs, plot_path(results, "curves.png"), title, column)
+    plot_spread(runs, [m["pesq"] for m in metrics], plot_path(results, "pesq.png"), "PESQ-WB")
+    plot_pareto(summary, plot_path(results, "pareto.png"))
     table = [_table_row(row) for row in summary]
     utterances = f"first {max_utterances}" if max_utterances else "all"
     text = (
@@ -210,9 +215,9 @@ def write_study_report(
         "and params count the whole enhancer (autoencoder included).\n\n"
         f"{markdown_table(table, list(table[0]))}\n\n"
         f"{spread_section(runs, metrics, REFERENCE_VARIANT, 'plain', (*QUALITY, 'heldout_x0_mse'))}"
-        f"![PESQ-WB against MACs](plots/{stem}_pareto.png)\n\n"
-        f"![PESQ-WB per seed](plots/{stem}_pesq.png)\n\n"
-        f"![training curves](plots/{stem}_curves.png)\n"
+        f"![PESQ-WB against MACs]({plot_link(results, 'pareto.png')})\n\n"
+        f"![PESQ-WB per seed]({plot_link(results, 'pesq.png')})\n\n"
+        f"![training curves]({plot_link(results, 'curves.png')})\n"
     )
     write_text_atomically(results, text)
     return summary

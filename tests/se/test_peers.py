@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from latentdiff.reporting import plot_path
 from latentdiff.se.audio import load_audio, save_audio
-from latentdiff.se.bench import PLOT_NAME, SPECTROGRAM_NAME, plot_path, run_bench, write_results
+from latentdiff.se.bench import PLOT_NAME, SPECTROGRAM_NAME, run_bench, write_results
 from latentdiff.se.datadir import DataDir, write_datadir
 from latentdiff.se.metrics import si_sdr
 from latentdiff.se.mixing import colored_noise, mix_at_snr
